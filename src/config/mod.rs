@@ -1,0 +1,113 @@
+//! Suite files (`suites/*.toml`, format v1) and the optional project file (`phalanx.toml`).
+//!
+//! Everything here is plain data once loaded: durations and sizes are parsed, relative
+//! paths are resolved against the file that named them, and policy defaults are merged in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::findings::Severity;
+
+/// One security test suite, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub image: String,
+    /// Build context directory, resolved against the suite file's folder.
+    pub build: Option<PathBuf>,
+    /// Command to run; `None` keeps the image's own entrypoint/cmd.
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Concurrency slots this suite occupies (at least 1).
+    pub weight: u32,
+    pub results: ResultsSpec,
+    pub policy: Policy,
+    /// The file this suite was read from.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultsSpec {
+    pub format: ResultFormat,
+    /// File or directory inside the container that holds the suite's results.
+    pub path: String,
+    pub ok_exit_codes: Vec<i64>,
+    pub fail_on: Severity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultFormat {
+    Sarif,
+    Junit,
+    ExitCode,
+}
+
+/// The container policy a suite runs under, after merging its own `[policy]` over the
+/// project's defaults over the hardened built-in defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub network: NetworkMode,
+    /// `uid:gid` (or a name the image knows).
+    pub user: String,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    /// Memory limit in bytes (swap is not allowed on top of it).
+    pub memory: u64,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            network: NetworkMode::None,
+            user: "65534:65534".into(),
+            read_only: true,
+            cap_add: Vec::new(),
+            memory: 1 << 30,
+            cpus: 1.0,
+            pids: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Loopback only.
+    None,
+    /// An internal network shared only with the run's target containers.
+    Target,
+    /// Outbound access through the default bridge.
+    Egress,
+}
+
+/// `phalanx.toml`, with defaults filled in when the file or a key is absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectConfig {
+    pub suites_dir: PathBuf,
+    pub jobs: Option<usize>,
+    pub timeout: Duration,
+    pub reports_dir: PathBuf,
+    pub fail_on: Severity,
+    pub policy: Policy,
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        ProjectConfig {
+            suites_dir: PathBuf::from("suites"),
+            jobs: None,
+            timeout: Duration::from_secs(600),
+            reports_dir: PathBuf::from("reports"),
+            fail_on: Severity::High,
+            policy: Policy::default(),
+        }
+    }
+}

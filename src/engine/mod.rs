@@ -1,0 +1,133 @@
+//! The container engine behind a small trait, so the scheduler can be unit-tested with an
+//! in-memory engine and later drive other back ends. `docker` is the real one.
+
+pub mod docker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::config::{Policy, Suite};
+
+/// The label every container, volume and network Phalanx creates carries: `phalanx.run=<run id>`.
+pub const RUN_LABEL: &str = "phalanx.run";
+
+/// Where the suite's writable result volume is mounted inside the container.
+pub const RESULTS_DIR: &str = "/results";
+
+/// Where the target is mounted, read-only, inside the container.
+pub const TARGET_DIR: &str = "/target";
+
+/// What to create for one attempt of one suite.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub policy: Policy,
+    /// Absolute host path mounted read-only at [`TARGET_DIR`].
+    pub target: PathBuf,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// `repo@sha256:…` when the image came from a registry; locally built images have none.
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: i64,
+    /// The kernel's OOM killer ended the container (its memory limit was hit).
+    pub oom_killed: bool,
+}
+
+/// One chunk of container output. Chunks are not lines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogChunk {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker engine at {location}: {message}")]
+    Unreachable { location: String, message: String },
+    #[error(
+        "image `{image}` is not present and the suite has no `build` to make it (no registry is used)"
+    )]
+    ImageMissing { image: String },
+    #[error("building image `{image}` failed: {message} (build log: {})", log.display())]
+    Build {
+        image: String,
+        message: String,
+        log: PathBuf,
+    },
+    #[error("Docker {operation} failed: {message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl EngineError {
+    pub fn api(operation: &'static str, err: impl std::fmt::Display) -> Self {
+        EngineError::Api {
+            operation,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The container lifecycle the scheduler drives: image → create → start → logs → wait →
+/// (stop) → download results → remove.
+pub trait Engine: Send + Sync + 'static {
+    /// Makes sure the suite's image exists, building it from `suite.build` when missing.
+    /// The build log goes to `build_log`.
+    fn ensure_image(
+        &self,
+        suite: &Suite,
+        build_log: &Path,
+    ) -> impl Future<Output = Result<ImageInfo, EngineError>> + Send;
+
+    /// Creates the container (not started) with a writable [`RESULTS_DIR`]; returns its id.
+    fn create(&self, spec: &ContainerSpec)
+    -> impl Future<Output = Result<String, EngineError>> + Send;
+
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Follows the container's output until it stops.
+    fn logs(&self, id: &str) -> BoxStream<'static, Result<LogChunk, EngineError>>;
+
+    /// Waits until the container is no longer running.
+    fn wait(&self, id: &str) -> impl Future<Output = Result<ExitStatus, EngineError>> + Send;
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    fn stop(&self, id: &str, grace: Duration)
+    -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// A tar stream of `path` inside the (stopped) container; `Ok(None)` if it does not exist.
+    fn download(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError>>
+    + Send;
+
+    /// Removes the container and its anonymous volumes, whatever state it is in.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Removes everything labelled [`RUN_LABEL`] (for one run id, or for any run when `None`);
+    /// returns how many containers were removed.
+    fn remove_labelled(
+        &self,
+        run_id: Option<&str>,
+    ) -> impl Future<Output = Result<usize, EngineError>> + Send;
+}

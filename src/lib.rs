@@ -1,0 +1,16 @@
+//! Phalanx: a parallel security test orchestrator.
+//!
+//! Data moves through one module per stage, left to right:
+//! `config` → `plan` → `schedule` → `engine` → `collect` → `findings` → `report`,
+//! with `event` carrying what happens to `progress` and the report writers.
+
+pub mod collect;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod findings;
+pub mod outcome;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod schedule;

@@ -1,0 +1,139 @@
+//! What happened to each suite and to the run as a whole: the data the reports are made of.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How a suite ended. Every suite ends in exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Passed,
+    /// Findings at or above the threshold, or an exit code outside `ok_exit_codes`.
+    Failed,
+    TimedOut,
+    /// The tool could not run, or its results are missing or unparsable. Never clean.
+    Error,
+    /// Not started, because `--fail-fast` stopped the run first.
+    Skipped,
+    /// Not finished, because the run was interrupted (SIGINT/SIGTERM).
+    Cancelled,
+}
+
+impl Outcome {
+    /// The word shown in progress lines and summaries.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Passed => "PASS",
+            Outcome::Failed => "FAIL",
+            Outcome::TimedOut => "TIMEOUT",
+            Outcome::Error => "ERROR",
+            Outcome::Skipped => "SKIP",
+            Outcome::Cancelled => "CANCEL",
+        }
+    }
+
+    /// Whether this outcome makes `--fail-fast` stop the run.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::TimedOut | Outcome::Error)
+    }
+}
+
+/// The captured console output of a suite: capped head and tail of each stream, as text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CapturedOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// True when the middle of either stream was dropped to respect the cap.
+    pub truncated: bool,
+}
+
+/// Everything known about one suite after it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    pub name: String,
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub outcome: Outcome,
+    /// One sentence saying why, for anything but a pass.
+    pub reason: Option<String>,
+    pub exit_code: Option<i64>,
+    pub container_id: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+    pub attempts: u32,
+    /// Full log on disk (stdout and stderr interleaved).
+    pub log_path: Option<PathBuf>,
+    /// Where the result files were extracted.
+    pub results_dir: Option<PathBuf>,
+    /// Result files, relative to `results_dir`.
+    pub result_files: Vec<PathBuf>,
+    #[serde(skip)]
+    pub output: CapturedOutput,
+}
+
+impl SuiteReport {
+    /// A suite that never ran (skipped or cancelled before it started, or failed early).
+    pub fn not_run(name: &str, image: &str, outcome: Outcome, reason: impl Into<String>) -> Self {
+        SuiteReport {
+            name: name.to_string(),
+            image: image.to_string(),
+            image_digest: None,
+            outcome,
+            reason: Some(reason.into()),
+            exit_code: None,
+            container_id: None,
+            started_at: None,
+            finished_at: None,
+            duration: Duration::ZERO,
+            attempts: 0,
+            log_path: None,
+            results_dir: None,
+            result_files: Vec::new(),
+            output: CapturedOutput::default(),
+        }
+    }
+}
+
+/// The whole run, in the order the suites were planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub phalanx_version: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `SIGINT` or `SIGTERM` when the run was interrupted.
+    pub interrupted: Option<String>,
+    pub suites: Vec<SuiteReport>,
+}
+
+impl RunReport {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.suites.iter().filter(|s| s.outcome == outcome).count()
+    }
+
+    /// Exit code per DESIGN.md: 0 all passed, 1 some failed or timed out, 3 some error;
+    /// the highest applies. An interrupted run exits 130 (SIGINT) or 143 (SIGTERM).
+    pub fn exit_code(&self) -> i32 {
+        match self.interrupted.as_deref() {
+            Some("SIGINT") => return 130,
+            Some(_) => return 143,
+            None => {}
+        }
+        if self.count(Outcome::Error) > 0 {
+            3
+        } else if self.count(Outcome::Failed) + self.count(Outcome::TimedOut) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
