@@ -10,9 +10,15 @@ pub enum Event {
         jobs: usize,
     },
     /// A suite got its slots and its container is being prepared (image, create, start).
-    SuiteStarted { name: String, attempt: u32 },
+    SuiteStarted {
+        name: String,
+        attempt: u32,
+    },
     /// A suite's image is being built because it was missing.
-    ImageBuilding { name: String, image: String },
+    ImageBuilding {
+        name: String,
+        image: String,
+    },
     /// An infrastructure error ended an attempt; the suite will be tried again.
     SuiteRetrying {
         name: String,
@@ -21,5 +27,10 @@ pub enum Event {
     },
     SuiteFinished(Box<SuiteReport>),
     /// The run is stopping early (fail-fast or a signal); the reason says which.
-    Stopping { reason: String },
+    Stopping {
+        reason: String,
+    },
 }
+
+/// Where the stages send their events; the run's subscriber task reads them in order.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;

@@ -13,4 +13,6 @@ pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod run;
+pub mod runner;
 pub mod schedule;

@@ -1,7 +1,9 @@
 //! The container engine behind a small trait, so the scheduler can be unit-tested with an
 //! in-memory engine and later drive other back ends. `docker` is the real one.
 
+pub mod base;
 pub mod docker;
+pub mod memory;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -98,8 +100,10 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ImageInfo, EngineError>> + Send;
 
     /// Creates the container (not started) with a writable [`RESULTS_DIR`]; returns its id.
-    fn create(&self, spec: &ContainerSpec)
-    -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
 
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
@@ -110,16 +114,20 @@ pub trait Engine: Send + Sync + 'static {
     fn wait(&self, id: &str) -> impl Future<Output = Result<ExitStatus, EngineError>> + Send;
 
     /// SIGTERM, then SIGKILL after `grace`.
-    fn stop(&self, id: &str, grace: Duration)
-    -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn stop(
+        &self,
+        id: &str,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// A tar stream of `path` inside the (stopped) container; `Ok(None)` if it does not exist.
     fn download(
         &self,
         id: &str,
         path: &str,
-    ) -> impl Future<Output = Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError>>
-    + Send;
+    ) -> impl Future<
+        Output = Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError>,
+    > + Send;
 
     /// Removes the container and its anonymous volumes, whatever state it is in.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;

@@ -1,6 +1,8 @@
 //! Findings: what a suite's results say, normalised. SARIF and JUnit readers come later;
 //! for now the severity scale is what the suite file's `fail_on` refers to.
 
+pub mod verdict;
+
 use serde::{Deserialize, Serialize};
 
 /// Severity of a finding, ordered from least to most severe.

@@ -1,0 +1,226 @@
+//! An in-memory engine for unit-testing the scheduler and runner without Docker.
+//!
+//! A suite's `command` is its script: `["<millis>", "<exit code>"]`, optionally followed by
+//! `"fail-create:<n>"` (the first n creates fail with an API error) or `"oom"`. An image
+//! named `missing` does not exist. Each container records when it started and stopped, in
+//! tokio's clock, so tests can run with paused time.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use tokio::time::Instant;
+
+use super::{ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk};
+use crate::config::Suite;
+
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub suite: String,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+#[derive(Default)]
+pub struct MemoryEngine {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    containers: HashMap<String, Container>,
+    create_failures: HashMap<String, u32>,
+    next_id: u64,
+    running_weight: u32,
+    pub max_running_weight: u32,
+    intervals: Vec<Interval>,
+}
+
+struct Container {
+    suite: String,
+    millis: u64,
+    exit: i64,
+    oom: bool,
+    started: Option<Instant>,
+    stopped: bool,
+}
+
+impl MemoryEngine {
+    /// Start/stop intervals of every container that ran.
+    pub fn intervals(&self) -> Vec<Interval> {
+        self.state.lock().unwrap().intervals.clone()
+    }
+
+    /// How many containers have not been removed.
+    pub fn leftover(&self) -> usize {
+        self.state.lock().unwrap().containers.len()
+    }
+
+    /// The largest number of containers that ran at the same time.
+    pub fn max_running(&self) -> u32 {
+        self.state.lock().unwrap().max_running_weight
+    }
+
+    fn suite_of(spec: &ContainerSpec) -> String {
+        spec.labels
+            .get(crate::runner::SUITE_LABEL)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn parse_script(command: &[String]) -> (u64, i64, Option<u32>, bool) {
+    let millis = command.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let exit = command.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut fail_create = None;
+    let mut oom = false;
+    for word in command.iter().skip(2) {
+        if let Some(n) = word.strip_prefix("fail-create:") {
+            fail_create = n.parse().ok();
+        }
+        oom |= word == "oom";
+    }
+    (millis, exit, fail_create, oom)
+}
+
+impl Engine for MemoryEngine {
+    async fn ensure_image(
+        &self,
+        suite: &Suite,
+        _build_log: &Path,
+    ) -> Result<ImageInfo, EngineError> {
+        if suite.image == "missing" {
+            return Err(EngineError::ImageMissing {
+                image: suite.image.clone(),
+            });
+        }
+        Ok(ImageInfo {
+            id: format!("sha256:{}", suite.image),
+            digest: None,
+        })
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let suite = Self::suite_of(spec);
+        let command = spec.command.clone().unwrap_or_default();
+        let (millis, exit, fail_create, oom) = parse_script(&command);
+        let mut state = self.state.lock().unwrap();
+        if let Some(n) = fail_create {
+            let failed = state.create_failures.entry(suite.clone()).or_insert(0);
+            if *failed < n {
+                *failed += 1;
+                return Err(EngineError::api(
+                    "container create",
+                    "simulated engine failure",
+                ));
+            }
+        }
+        state.next_id += 1;
+        let id = format!("mem-{}", state.next_id);
+        state.containers.insert(
+            id.clone(),
+            Container {
+                suite,
+                millis,
+                exit,
+                oom,
+                started: None,
+                stopped: false,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        let mut state = self.state.lock().unwrap();
+        let container = state.containers.get_mut(id).expect("created");
+        container.started = Some(Instant::now());
+        state.running_weight += 1;
+        state.max_running_weight = state.max_running_weight.max(state.running_weight);
+        Ok(())
+    }
+
+    fn logs(&self, _id: &str) -> BoxStream<'static, Result<LogChunk, EngineError>> {
+        stream::iter([Ok(LogChunk::Stdout(Bytes::from_static(b"hello\n")))]).boxed()
+    }
+
+    async fn wait(&self, id: &str) -> Result<ExitStatus, EngineError> {
+        let (deadline, code, oom) = {
+            let state = self.state.lock().unwrap();
+            let c = &state.containers[id];
+            (
+                c.started.expect("started") + Duration::from_millis(c.millis),
+                c.exit,
+                c.oom,
+            )
+        };
+        loop {
+            if self.state.lock().unwrap().containers[id].stopped {
+                return Ok(ExitStatus {
+                    code: 137,
+                    oom_killed: false,
+                });
+            }
+            if Instant::now() >= deadline {
+                self.end(id);
+                return Ok(ExitStatus {
+                    code,
+                    oom_killed: oom,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(&self, id: &str, _grace: Duration) -> Result<(), EngineError> {
+        self.end(id);
+        Ok(())
+    }
+
+    async fn download(
+        &self,
+        _id: &str,
+        _path: &str,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError> {
+        Ok(None)
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        self.end(id);
+        self.state.lock().unwrap().containers.remove(id);
+        Ok(())
+    }
+
+    async fn remove_labelled(&self, _run_id: Option<&str>) -> Result<usize, EngineError> {
+        let mut state = self.state.lock().unwrap();
+        let n = state.containers.len();
+        state.containers.clear();
+        Ok(n)
+    }
+}
+
+impl MemoryEngine {
+    /// Marks a running container as ended, once.
+    fn end(&self, id: &str) {
+        let mut state = self.state.lock().unwrap();
+        let Some(c) = state.containers.get_mut(id) else {
+            return;
+        };
+        if c.stopped || c.started.is_none() {
+            c.stopped = true;
+            return;
+        }
+        c.stopped = true;
+        let interval = Interval {
+            suite: c.suite.clone(),
+            start: c.started.unwrap(),
+            end: Instant::now(),
+        };
+        state.running_weight -= 1;
+        state.intervals.push(interval);
+    }
+}

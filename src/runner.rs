@@ -1,0 +1,373 @@
+//! Runs one suite to its outcome through an [`Engine`]: image, container, output, timeout,
+//! results, removal — and retries after infrastructure errors.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+
+use crate::collect::{self, ExtractLimits, OutputCapture};
+use crate::config::Suite;
+use crate::engine::{ContainerSpec, Engine, EngineError, ExitStatus, RUN_LABEL};
+use crate::event::{Event, EventSender};
+use crate::findings::verdict::{self, Evidence};
+use crate::outcome::{CapturedOutput, Outcome, SuiteReport};
+use crate::schedule::{StopReason, StopSignal};
+
+/// Label naming the suite a container belongs to.
+pub const SUITE_LABEL: &str = "phalanx.suite";
+
+/// How long a stopped container gets between SIGTERM and SIGKILL.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+/// Interrupted runs stop faster: the user is waiting.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the log stream to drain once the container has stopped.
+const LOG_DRAIN: Duration = Duration::from_secs(30);
+
+/// What every suite of one run shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: String,
+    /// Absolute path of what the suites inspect.
+    pub target: PathBuf,
+    pub reports_dir: PathBuf,
+}
+
+impl RunContext {
+    pub fn log_path(&self, suite: &str) -> PathBuf {
+        self.reports_dir.join("logs").join(format!("{suite}.log"))
+    }
+
+    pub fn build_log_path(&self, suite: &str) -> PathBuf {
+        self.reports_dir
+            .join("logs")
+            .join(format!("{suite}.build.log"))
+    }
+
+    pub fn results_dir(&self, suite: &str) -> PathBuf {
+        self.reports_dir.join("results").join(suite)
+    }
+}
+
+/// Runs `suite`, retrying up to `suite.retries` times after infrastructure errors only.
+pub async fn run_suite<E: Engine>(
+    engine: &E,
+    suite: &Suite,
+    ctx: &RunContext,
+    stop: &StopSignal,
+    events: &EventSender,
+) -> SuiteReport {
+    let mut attempt = 1;
+    loop {
+        let _ = events.send(Event::SuiteStarted {
+            name: suite.name.clone(),
+            attempt,
+        });
+        let Attempt {
+            mut report,
+            retryable,
+        } = run_attempt(engine, suite, ctx, stop, attempt).await;
+        report.attempts = attempt;
+        if !(retryable && attempt <= suite.retries && !stop.is_stopped()) {
+            return report;
+        }
+        let _ = events.send(Event::SuiteRetrying {
+            name: suite.name.clone(),
+            attempt,
+            reason: report.reason.unwrap_or_default(),
+        });
+        attempt += 1;
+    }
+}
+
+struct Attempt {
+    report: SuiteReport,
+    /// The attempt ended in an infrastructure error, which a retry may cure.
+    retryable: bool,
+}
+
+/// How the container's run ended, before results are looked at.
+enum Ending {
+    Exited(ExitStatus),
+    TimedOut,
+    Stopped(StopReason),
+}
+
+async fn run_attempt<E: Engine>(
+    engine: &E,
+    suite: &Suite,
+    ctx: &RunContext,
+    stop: &StopSignal,
+    attempt: u32,
+) -> Attempt {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, "");
+    report.started_at = Some(started_at);
+
+    let build_log = ctx.build_log_path(&suite.name);
+    let image = tokio::select! {
+        image = engine.ensure_image(suite, &build_log) => image,
+        () = stop.stopped() => return stopped_before_start(report, stop),
+    };
+    let image = match image {
+        Ok(image) => image,
+        Err(e) => return engine_failure(report, clock, e),
+    };
+    report.image_digest = image.digest;
+
+    let spec = container_spec(suite, ctx, attempt);
+    let id = match engine.create(&spec).await {
+        Ok(id) => id,
+        Err(e) => return engine_failure(report, clock, e),
+    };
+    report.container_id = Some(id.clone());
+    let attempt = run_container(engine, suite, ctx, stop, &id, report, clock).await;
+    // Removal also cleans up after an error; what it fails to remove, the run's final
+    // sweep by label removes.
+    let _ = engine.remove(&id).await;
+    attempt
+}
+
+async fn run_container<E: Engine>(
+    engine: &E,
+    suite: &Suite,
+    ctx: &RunContext,
+    stop: &StopSignal,
+    id: &str,
+    mut report: SuiteReport,
+    clock: Instant,
+) -> Attempt {
+    let log_path = ctx.log_path(&suite.name);
+    let capture = match prepare_log(&log_path).await {
+        Ok(capture) => capture,
+        Err(e) => {
+            return local_failure(
+                report,
+                clock,
+                format!("cannot write the log {}: {e}", log_path.display()),
+            );
+        }
+    };
+    report.log_path = Some(log_path);
+    if let Err(e) = engine.start(id).await {
+        return engine_failure(report, clock, e);
+    }
+    // Follow the output from the start so nothing is missed, in its own task so a chatty
+    // suite never slows the wait.
+    let logs = engine.logs(id);
+    let pump = tokio::spawn(pump_logs(logs, capture));
+
+    let ending = wait_or_stop(engine, suite, stop, id).await;
+    let (status, ending) = match ending {
+        Ok(Ending::Exited(status)) => (Some(status), None),
+        Ok(other) => (engine.wait(id).await.ok(), Some(other)),
+        Err(e) => {
+            report.output = drain(pump).await;
+            return engine_failure(report, clock, e);
+        }
+    };
+    report.output = drain(pump).await;
+    report.exit_code = status.map(|s| s.code);
+
+    let found = collect_results(engine, suite, ctx, id, &mut report).await;
+    finish(&mut report, clock);
+    match ending {
+        Some(Ending::TimedOut) => {
+            report.outcome = Outcome::TimedOut;
+            report.reason = Some(format!(
+                "timed out after {} and was stopped",
+                humantime::format_duration(suite.timeout)
+            ));
+        }
+        Some(Ending::Stopped(reason)) => stopped_outcome(&mut report, &reason),
+        _ => {
+            let Some(status) = status else {
+                return local_failure(
+                    report,
+                    clock,
+                    "the container's exit status could not be read".into(),
+                );
+            };
+            judge(&mut report, suite, status, found);
+        }
+    }
+    Attempt {
+        report,
+        retryable: false,
+    }
+}
+
+fn judge(report: &mut SuiteReport, suite: &Suite, status: ExitStatus, found: Result<bool, String>) {
+    let result_path_found = match found {
+        Ok(found) => found,
+        Err(problem) => {
+            report.outcome = Outcome::Error;
+            report.reason = Some(problem);
+            return;
+        }
+    };
+    let evidence = Evidence {
+        status,
+        result_files: &report.result_files,
+        result_path_found,
+    };
+    let (outcome, reason) = verdict::decide(suite, &evidence);
+    report.outcome = outcome;
+    report.reason = reason;
+}
+
+async fn wait_or_stop<E: Engine>(
+    engine: &E,
+    suite: &Suite,
+    stop: &StopSignal,
+    id: &str,
+) -> Result<Ending, EngineError> {
+    tokio::select! {
+        status = engine.wait(id) => status.map(Ending::Exited),
+        () = tokio::time::sleep(suite.timeout) => {
+            engine.stop(id, TIMEOUT_GRACE).await?;
+            Ok(Ending::TimedOut)
+        }
+        () = stop.stopped() => {
+            let reason = stop.reason().unwrap_or(StopReason::Interrupted { signal: "signal" });
+            let grace = match reason {
+                StopReason::Interrupted { .. } => INTERRUPT_GRACE,
+                StopReason::FailFast { .. } => TIMEOUT_GRACE,
+            };
+            engine.stop(id, grace).await?;
+            Ok(Ending::Stopped(reason))
+        }
+    }
+}
+
+async fn pump_logs(
+    mut logs: futures::stream::BoxStream<'static, Result<crate::engine::LogChunk, EngineError>>,
+    mut capture: OutputCapture,
+) -> CapturedOutput {
+    while let Some(Ok(chunk)) = logs.next().await {
+        if capture.push(chunk).await.is_err() {
+            break;
+        }
+    }
+    capture.finish().await.unwrap_or_default()
+}
+
+/// Waits for the log pump; a stream that never closes is cut off rather than hang the run.
+async fn drain(pump: tokio::task::JoinHandle<CapturedOutput>) -> CapturedOutput {
+    let abort = pump.abort_handle();
+    match tokio::time::timeout(LOG_DRAIN, pump).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(_)) => CapturedOutput::default(),
+        Err(_) => {
+            abort.abort();
+            CapturedOutput::default()
+        }
+    }
+}
+
+async fn prepare_log(path: &Path) -> std::io::Result<OutputCapture> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    OutputCapture::create(path).await
+}
+
+/// Copies the suite's result path out of the container. `Ok(false)`: the path does not exist.
+async fn collect_results<E: Engine>(
+    engine: &E,
+    suite: &Suite,
+    ctx: &RunContext,
+    id: &str,
+    report: &mut SuiteReport,
+) -> Result<bool, String> {
+    let dest = ctx.results_dir(&suite.name);
+    let _ = tokio::fs::remove_dir_all(&dest).await;
+    let tar = match engine.download(id, &suite.results.path).await {
+        Ok(Some(tar)) => tar,
+        Ok(None) => return Ok(false),
+        Err(e) => return Err(format!("could not copy the results out: {e}")),
+    };
+    tokio::fs::create_dir_all(&dest)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    let extracted = collect::extract_results(tar, &dest, ExtractLimits::default())
+        .await
+        .map_err(|e| format!("could not extract the results: {e}"))?;
+    report.results_dir = Some(dest);
+    report.result_files = extracted.files;
+    Ok(true)
+}
+
+fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpec {
+    let labels = [
+        (RUN_LABEL.to_string(), ctx.run_id.clone()),
+        (SUITE_LABEL.to_string(), suite.name.clone()),
+    ];
+    ContainerSpec {
+        name: format!("phalanx-{}-{}-{attempt}", ctx.run_id, suite.name),
+        image: suite.image.clone(),
+        command: suite.command.clone(),
+        env: suite
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        policy: suite.policy.clone(),
+        target: ctx.target.clone(),
+        labels: labels.into_iter().collect(),
+    }
+}
+
+fn finish(report: &mut SuiteReport, clock: Instant) {
+    report.finished_at = Some(Utc::now());
+    report.duration = clock.elapsed();
+}
+
+fn stopped_outcome(report: &mut SuiteReport, reason: &StopReason) {
+    let (outcome, why) = match reason {
+        StopReason::FailFast { after } => (
+            Outcome::Skipped,
+            format!("stopped by --fail-fast after `{after}` failed"),
+        ),
+        StopReason::Interrupted { signal } => (
+            Outcome::Cancelled,
+            format!("cancelled: the run was interrupted by {signal}"),
+        ),
+    };
+    report.outcome = outcome;
+    report.reason = Some(why);
+}
+
+fn stopped_before_start(mut report: SuiteReport, stop: &StopSignal) -> Attempt {
+    let reason = stop
+        .reason()
+        .unwrap_or(StopReason::Interrupted { signal: "signal" });
+    stopped_outcome(&mut report, &reason);
+    Attempt {
+        report,
+        retryable: false,
+    }
+}
+
+fn engine_failure(mut report: SuiteReport, clock: Instant, error: EngineError) -> Attempt {
+    let retryable = matches!(
+        error,
+        EngineError::Api { .. } | EngineError::Unreachable { .. }
+    );
+    finish(&mut report, clock);
+    report.outcome = Outcome::Error;
+    report.reason = Some(error.to_string());
+    Attempt { report, retryable }
+}
+
+fn local_failure(mut report: SuiteReport, clock: Instant, reason: String) -> Attempt {
+    finish(&mut report, clock);
+    report.outcome = Outcome::Error;
+    report.reason = Some(reason);
+    Attempt {
+        report,
+        retryable: false,
+    }
+}
