@@ -138,7 +138,11 @@ fn event_line(event: &Event, counter: Counter) -> Option<String> {
         text.trim_end().to_string()
     };
     match event {
-        Event::RunStarted { run_id, total, jobs } => Some(format!(
+        Event::RunStarted {
+            run_id,
+            total,
+            jobs,
+        } => Some(format!(
             "phalanx: running {total} suite{} with {jobs} job slot{} (run {run_id})",
             plural(*total),
             plural(*jobs)
@@ -154,7 +158,10 @@ fn event_line(event: &Event, counter: Counter) -> Option<String> {
             name,
             attempt,
             reason,
-        } => Some(line("RETRY", format!("{name}  {}", retry_text(*attempt, reason)))),
+        } => Some(line(
+            "RETRY",
+            format!("{name}  {}", retry_text(*attempt, reason)),
+        )),
         Event::SuiteFinished(report) => Some(finished_line(report, counter)),
         Event::Stopping { reason } => Some(line("STOPPING", one_line(reason))),
     }
@@ -380,11 +387,12 @@ impl BarState {
     }
 
     fn finish(&mut self, name: &str, mp: &MultiProgress) {
-        if let Some(i) = self.running.iter().position(|r| r.name == name) {
-            if let Some(pb) = self.running.remove(i).spinner {
-                pb.finish_and_clear();
-                mp.remove(&pb);
-            }
+        let Some(i) = self.running.iter().position(|r| r.name == name) else {
+            return;
+        };
+        if let Some(pb) = self.running.remove(i).spinner {
+            pb.finish_and_clear();
+            mp.remove(&pb);
         }
     }
 
@@ -508,7 +516,10 @@ phalanx: running 12 suites with 4 job slots (run r-1)
 
     #[test]
     fn counter_never_shows_more_done_than_total() {
-        let c = Counter { done: 13, total: 12 };
+        let c = Counter {
+            done: 13,
+            total: 12,
+        };
         assert_eq!(c.prefix(true), "[13/13]");
     }
 
@@ -534,7 +545,10 @@ phalanx: running 12 suites with 4 job slots (run r-1)
 
     #[test]
     fn bars_show_at_most_eight_spinners_and_count_the_rest() {
-        let bars = Bars::with(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()), 10);
+        let bars = Bars::with(
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            10,
+        );
         for i in 0..10 {
             bars.handle(&started(&format!("s{i}")));
         }

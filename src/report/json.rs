@@ -14,15 +14,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The file's top level: the run report's own fields plus what readers would otherwise
 /// have to recompute (exit code, counts, duration).
+///
+/// The derived fields come first and the run's own last, so `suites`, the long part,
+/// ends the file and a person opening it sees the verdict at the top.
 #[derive(Debug, Serialize)]
 pub struct RunJson<'a> {
     pub schema_version: u32,
-    #[serde(flatten)]
-    pub run: &'a RunReport,
-    /// Wall-clock seconds from start to finish.
-    pub duration: f64,
     pub exit_code: i32,
     pub counts: Counts,
+    /// Wall-clock seconds from start to finish.
+    pub duration: f64,
+    #[serde(flatten)]
+    pub run: &'a RunReport,
 }
 
 /// Suites per outcome. Keys are spelled like the `outcome` values in `suites`, so
@@ -58,10 +61,10 @@ impl<'a> RunJson<'a> {
         let secs = (run.finished_at - run.started_at).num_milliseconds().max(0) as f64 / 1000.0;
         RunJson {
             schema_version: SCHEMA_VERSION,
-            run,
-            duration: secs,
             exit_code: run.exit_code(),
             counts: Counts::of(run),
+            duration: secs,
+            run,
         }
     }
 }
