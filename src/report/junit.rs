@@ -324,7 +324,11 @@ mod tests {
 
     #[test]
     fn failed_is_an_exit_code_failure_with_reason_and_output() {
-        let mut s = suite("semgrep", Outcome::Failed, Some("exit code 2 not in [0, 1]"));
+        let mut s = suite(
+            "semgrep",
+            Outcome::Failed,
+            Some("exit code 2 not in [0, 1]"),
+        );
         s.exit_code = Some(2);
         s.output = CapturedOutput {
             stdout: "out line".into(),
@@ -336,16 +340,26 @@ mod tests {
         let case = doc_case(&doc);
         let failure = child(case, "failure").unwrap();
         assert_eq!(failure.attribute("type"), Some("exit-code"));
-        assert_eq!(failure.attribute("message"), Some("exit code 2 not in [0, 1]"));
+        assert_eq!(
+            failure.attribute("message"),
+            Some("exit code 2 not in [0, 1]")
+        );
         let body = failure.text().unwrap();
-        assert!(body.starts_with("exit code 2 not in [0, 1]\nexit code: 2"), "{body}");
+        assert!(
+            body.starts_with("exit code 2 not in [0, 1]\nexit code: 2"),
+            "{body}"
+        );
         assert_eq!(child(case, "system-out").unwrap().text(), Some("out line"));
         assert_eq!(child(case, "system-err").unwrap().text(), Some("err line"));
     }
 
     #[test]
     fn timed_out_is_a_timeout_failure() {
-        let xml = xml_of(vec![suite("zap", Outcome::TimedOut, Some("timed out after 5m"))]);
+        let xml = xml_of(vec![suite(
+            "zap",
+            Outcome::TimedOut,
+            Some("timed out after 5m"),
+        )]);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let failure = child(doc_case(&doc), "failure").unwrap();
         assert_eq!(failure.attribute("type"), Some("timeout"));
@@ -354,7 +368,11 @@ mod tests {
 
     #[test]
     fn error_is_an_error_element() {
-        let xml = xml_of(vec![suite("trivy", Outcome::Error, Some("result file missing"))]);
+        let xml = xml_of(vec![suite(
+            "trivy",
+            Outcome::Error,
+            Some("result file missing"),
+        )]);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let case = doc_case(&doc);
         let error = child(case, "error").unwrap();
@@ -378,7 +396,10 @@ mod tests {
             .collect();
         assert_eq!(
             skipped,
-            ["fail-fast: semgrep failed", "cancelled: run interrupted by SIGINT"]
+            [
+                "fail-fast: semgrep failed",
+                "cancelled: run interrupted by SIGINT"
+            ]
         );
         assert!(!xml.contains("should not appear"));
     }
@@ -405,7 +426,12 @@ mod tests {
         let attr = |k| root.attribute(k).unwrap();
         assert_eq!(attr("name"), "phalanx");
         assert_eq!(
-            (attr("tests"), attr("failures"), attr("errors"), attr("skipped")),
+            (
+                attr("tests"),
+                attr("failures"),
+                attr("errors"),
+                attr("skipped")
+            ),
             ("6", "2", "1", "2")
         );
         assert_eq!(attr("time"), "29.750");
@@ -462,7 +488,10 @@ mod tests {
         assert!(!xml.contains("image.digest"));
         assert!(!xml.contains("exit.code"));
         assert!(!xml.contains("container.id"));
-        assert!(xml.contains(r#"<property name="attempts" value="0"/>"#), "{xml}");
+        assert!(
+            xml.contains(r#"<property name="attempts" value="0"/>"#),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -480,7 +509,10 @@ mod tests {
         let out = child(case, "system-out").unwrap().text().unwrap();
         assert!(out.starts_with("[output truncated]"), "{out}");
         assert!(out.contains("full log: reports/logs/a.log"), "{out}");
-        assert!(child(case, "system-err").is_none(), "empty stream is omitted");
+        assert!(
+            child(case, "system-err").is_none(),
+            "empty stream is omitted"
+        );
         let body = child(case, "failure").unwrap().text().unwrap();
         assert!(body.contains("full log: reports/logs/a.log"));
     }
@@ -516,7 +548,11 @@ mod tests {
 
     #[test]
     fn seam_accepts_many_cases_per_suite() {
-        let run = run_with(vec![suite("sarif-suite", Outcome::Failed, Some("2 findings"))]);
+        let run = run_with(vec![suite(
+            "sarif-suite",
+            Outcome::Failed,
+            Some("2 findings"),
+        )]);
         let report = junit_report(&run, |s| {
             let mut ok = TestCase::new("rule-a", TestCaseStatus::success());
             ok.set_classname(s.name.as_str());

@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn one_line_is_plain_flat_and_short() {
-        assert_eq!(one_line("\x1b[31mred\x1b[0m\n  next\tline\x07", 80), "red next line");
+        assert_eq!(
+            one_line("\x1b[31mred\x1b[0m\n  next\tline\x07", 80),
+            "red next line"
+        );
         let long = one_line(&"x".repeat(500), 10);
         assert_eq!(long, format!("{}…", "x".repeat(10)));
         assert_eq!(one_line("🦀🦀🦀", 2), "🦀🦀…");

@@ -153,7 +153,12 @@ mod tests {
                     Some("exit code 2 not in ok_exit_codes [0, 1]"),
                 ),
                 ran("zap", Outcome::TimedOut, 300.0, Some("timed out after 5m")),
-                ran("trivy", Outcome::Error, 1.0, Some("image missing\nsecond line")),
+                ran(
+                    "trivy",
+                    Outcome::Error,
+                    1.0,
+                    Some("image missing\nsecond line"),
+                ),
                 SuiteReport::not_run("gitleaks", "img", Outcome::Skipped, "fail-fast"),
             ],
             None,
