@@ -576,6 +576,12 @@ phalanx: running 12 suites with 4 job slots (run r-1)
     }
 
     #[test]
+    fn progress_can_move_into_a_task() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Progress>();
+    }
+
+    #[test]
     fn explicit_modes_resolve_to_themselves() {
         for m in [ProgressMode::Bar, ProgressMode::Plain, ProgressMode::None] {
             assert_eq!(m.resolve(), m);

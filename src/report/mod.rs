@@ -147,6 +147,12 @@ mod tests {
     }
 
     #[test]
+    fn report_error_works_with_anyhow() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<ReportError>();
+    }
+
+    #[test]
     fn bare_file_name_is_written_in_current_dir_terms() {
         assert_eq!(parent_dir(Path::new("junit.xml")), Path::new("."));
         assert_eq!(parent_dir(Path::new("out/junit.xml")), Path::new("out"));
