@@ -1,0 +1,214 @@
+//! The end-of-run summary printed for people: one row per suite, a totals line with the
+//! exit code, and where the report files are.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use super::json::Counts;
+use super::one_line;
+use crate::outcome::{RunReport, SuiteReport};
+
+/// Reasons are cut to this many characters so a row fits a terminal; the reports have them
+/// in full.
+const MAX_REASON_CHARS: usize = 80;
+
+/// Names longer than this do not widen the table further (their row is just longer).
+const MAX_NAME_COLUMN: usize = 32;
+
+/// Width of the outcome column: the longest label, `TIMEOUT`, plus one.
+pub const LABEL_WIDTH: usize = 8;
+
+/// The summary, ending in a newline. `reports` are the files written for this run, listed
+/// on the last line so the reader knows where to look next.
+pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
+    let name_width = run
+        .suites
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_NAME_COLUMN);
+    let mut out = String::new();
+    for suite in &run.suites {
+        out.push_str(suite_row(suite, name_width).trim_end());
+        out.push('\n');
+    }
+    if !run.suites.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&totals_line(run));
+    out.push('\n');
+    if !reports.is_empty() {
+        let list: Vec<_> = reports.iter().map(|p| p.display().to_string()).collect();
+        let _ = writeln!(out, "reports: {}", list.join(", "));
+    }
+    out
+}
+
+/// `FAIL     semgrep    12.0s  exit code 2 not in ok_exit_codes [0, 1]`
+fn suite_row(suite: &SuiteReport, name_width: usize) -> String {
+    format!(
+        "{:<LABEL_WIDTH$} {:<name_width$}  {:>6}  {}",
+        suite.outcome.label(),
+        suite.name,
+        suite_duration(suite),
+        short_reason(suite),
+    )
+}
+
+/// `-` for a suite that never started: a `0.0s` would suggest it ran and did nothing.
+pub fn suite_duration(suite: &SuiteReport) -> String {
+    if suite.started_at.is_none() && suite.duration.is_zero() {
+        "-".to_string()
+    } else {
+        human_duration(suite.duration)
+    }
+}
+
+/// The reason on one line, or nothing for a pass.
+pub fn short_reason(suite: &SuiteReport) -> String {
+    suite
+        .reason
+        .as_deref()
+        .map(|r| one_line(r, MAX_REASON_CHARS))
+        .unwrap_or_default()
+}
+
+/// `12 suites: 9 passed, 2 failed, 1 error  (exit 3)`; outcomes with no suite are left out.
+pub fn totals_line(run: &RunReport) -> String {
+    let c = Counts::of(run);
+    let parts: Vec<String> = [
+        (c.passed, "passed", "passed"),
+        (c.failed, "failed", "failed"),
+        (c.timed_out, "timed out", "timed out"),
+        (c.error, "error", "errors"),
+        (c.skipped, "skipped", "skipped"),
+        (c.cancelled, "cancelled", "cancelled"),
+    ]
+    .into_iter()
+    .filter(|(n, _, _)| *n > 0)
+    .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+    .collect();
+    let suites = if c.total == 1 { "suite" } else { "suites" };
+    let exit = match &run.interrupted {
+        Some(signal) => format!("interrupted by {signal}, exit {}", run.exit_code()),
+        None => format!("exit {}", run.exit_code()),
+    };
+    if parts.is_empty() {
+        format!("{} {suites}  ({exit})", c.total)
+    } else {
+        format!("{} {suites}: {}  ({exit})", c.total, parts.join(", "))
+    }
+}
+
+/// `4.2s`, `5m03s`, `1h02m`: precise where it matters, short where it does not.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64().round() as u64;
+    // Compare after rounding, so 59.96 s reads `1m00s`, not `60.0s`.
+    if (d.as_secs_f64() * 10.0).round() < 600.0 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use chrono::{TimeZone, Utc};
+
+    fn ran(name: &str, outcome: Outcome, secs: f64, reason: Option<&str>) -> SuiteReport {
+        let mut s = SuiteReport::not_run(name, "img", outcome, "");
+        s.reason = reason.map(str::to_string);
+        s.started_at = Some(Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap());
+        s.duration = Duration::from_secs_f64(secs);
+        s
+    }
+
+    fn run(suites: Vec<SuiteReport>, interrupted: Option<&str>) -> RunReport {
+        let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        RunReport {
+            run_id: "r".into(),
+            phalanx_version: "0.1.0".into(),
+            started_at: t,
+            finished_at: t,
+            interrupted: interrupted.map(str::to_string),
+            suites,
+        }
+    }
+
+    #[test]
+    fn table_rows_totals_and_reports() {
+        let r = run(
+            vec![
+                ran("bandit", Outcome::Passed, 4.2, None),
+                ran(
+                    "semgrep",
+                    Outcome::Failed,
+                    12.0,
+                    Some("exit code 2 not in ok_exit_codes [0, 1]"),
+                ),
+                ran("zap", Outcome::TimedOut, 300.0, Some("timed out after 5m")),
+                ran(
+                    "trivy",
+                    Outcome::Error,
+                    1.0,
+                    Some("image missing\nsecond line"),
+                ),
+                SuiteReport::not_run("gitleaks", "img", Outcome::Skipped, "fail-fast"),
+            ],
+            None,
+        );
+        let text = summary_table(&r, &[Path::new("reports/junit.xml"), Path::new("r.json")]);
+        let expected = "\
+PASS     bandit      4.2s
+FAIL     semgrep    12.0s  exit code 2 not in ok_exit_codes [0, 1]
+TIMEOUT  zap        5m00s  timed out after 5m
+ERROR    trivy       1.0s  image missing second line
+SKIP     gitleaks       -  fail-fast
+
+5 suites: 1 passed, 1 failed, 1 timed out, 1 error, 1 skipped  (exit 3)
+reports: reports/junit.xml, r.json
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn totals_pluralise_and_show_interruption() {
+        let r = run(
+            vec![
+                ran("a", Outcome::Error, 1.0, Some("x")),
+                ran("b", Outcome::Error, 1.0, Some("y")),
+                SuiteReport::not_run("c", "img", Outcome::Cancelled, "interrupted"),
+            ],
+            Some("SIGINT"),
+        );
+        assert_eq!(
+            totals_line(&r),
+            "3 suites: 2 errors, 1 cancelled  (interrupted by SIGINT, exit 130)"
+        );
+        let one = run(vec![ran("a", Outcome::Passed, 1.0, None)], None);
+        assert_eq!(totals_line(&one), "1 suite: 1 passed  (exit 0)");
+        assert_eq!(totals_line(&run(vec![], None)), "0 suites  (exit 0)");
+    }
+
+    #[test]
+    fn reasons_are_cleaned_and_cut() {
+        let long = format!("\x1b[31m{}\x1b[0m", "y".repeat(200));
+        let s = ran("a", Outcome::Failed, 1.0, Some(&long));
+        let reason = short_reason(&s);
+        assert_eq!(reason, format!("{}…", "y".repeat(MAX_REASON_CHARS)));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(human_duration(Duration::from_millis(59_960)), "1m00s");
+        assert_eq!(human_duration(Duration::from_secs(303)), "5m03s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
+    }
+}
