@@ -99,6 +99,16 @@ impl SuiteReport {
     }
 }
 
+/// A selected suite whose file could not be read: reported, never run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvalidSuite {
+    /// The `name` key if it could be read, else the file stem.
+    pub name: String,
+    pub file: PathBuf,
+    /// Every error found in the file, each naming file, line and key.
+    pub errors: Vec<String>,
+}
+
 /// The whole run, in the order the suites were planned.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -109,6 +119,8 @@ pub struct RunReport {
     /// `SIGINT` or `SIGTERM` when the run was interrupted.
     pub interrupted: Option<String>,
     pub suites: Vec<SuiteReport>,
+    /// Selected suite files that could not be read; they make the run exit 2.
+    pub invalid_suites: Vec<InvalidSuite>,
 }
 
 impl RunReport {
@@ -116,8 +128,9 @@ impl RunReport {
         self.suites.iter().filter(|s| s.outcome == outcome).count()
     }
 
-    /// Exit code per DESIGN.md: 0 all passed, 1 some failed or timed out, 3 some error;
-    /// the highest applies. An interrupted run exits 130 (SIGINT) or 143 (SIGTERM).
+    /// Exit code per DESIGN.md: 0 all passed, 1 some failed or timed out, 2 a selected suite
+    /// file is invalid, 3 some error; the highest applies. An interrupted run exits 130
+    /// (SIGINT) or 143 (SIGTERM).
     pub fn exit_code(&self) -> i32 {
         match self.interrupted.as_deref() {
             Some("SIGINT") => return 130,
@@ -126,6 +139,8 @@ impl RunReport {
         }
         if self.count(Outcome::Error) > 0 {
             3
+        } else if !self.invalid_suites.is_empty() {
+            2
         } else if self.count(Outcome::Failed) + self.count(Outcome::TimedOut) > 0 {
             1
         } else {

@@ -2,7 +2,6 @@
 //! report. Writing the report files is the caller's job, so nothing here decides where
 //! output goes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -11,23 +10,17 @@ use tokio::sync::mpsc;
 use crate::config::Suite;
 use crate::engine::Engine;
 use crate::event::Event;
-use crate::outcome::{Outcome, RunReport, SuiteReport};
+use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 use crate::runner::RunContext;
 use crate::schedule::{self, ScheduleOptions, StopReason, StopSignal};
-
-/// A suite file that could not be read, carried into the reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InvalidSuite {
-    pub name: String,
-    pub file: PathBuf,
-    pub message: String,
-}
 
 pub struct RunPlan {
     pub run_id: String,
     pub suites: Vec<Suite>,
     pub context: RunContext,
     pub options: ScheduleOptions,
+    /// Selected suite files that could not be read: reported, not run.
+    pub invalid_suites: Vec<InvalidSuite>,
 }
 
 /// A run id that is unique on this engine: time, process and a per-process counter.
@@ -87,6 +80,7 @@ pub async fn execute<E: Engine>(
             _ => None,
         },
         suites,
+        invalid_suites: plan.invalid_suites,
     }
 }
 

@@ -67,6 +67,7 @@ fn fixed_run() -> RunReport {
         finished_at: at(16),
         interrupted: None,
         suites: vec![passed, failed, errored, skipped],
+        invalid_suites: Vec::new(),
     }
 }
 

@@ -67,6 +67,7 @@ fn run_with_every_outcome() -> RunReport {
             suite("skipped", Outcome::Skipped, "fail-fast: failed failed"),
             suite("cancelled", Outcome::Cancelled, "run interrupted by SIGINT"),
         ],
+        invalid_suites: Vec::new(),
     }
 }
 

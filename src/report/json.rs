@@ -117,6 +117,7 @@ mod tests {
             finished_at: start + chrono::Duration::milliseconds(30_500),
             interrupted: None,
             suites: vec![passed, timed_out],
+            invalid_suites: Vec::new(),
         }
     }
 

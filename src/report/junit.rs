@@ -18,7 +18,7 @@ use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{ReportError, atomic_write};
-use crate::outcome::{Outcome, RunReport, SuiteReport};
+use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 
 /// Cap per captured stream, in bytes. The collector already caps output; this is a second
 /// guard, because GitLab skips oversized nodes and rejects files over 30 MB.
@@ -48,6 +48,9 @@ pub fn junit_report(run: &RunReport, cases: impl Fn(&SuiteReport) -> Vec<TestCas
     for suite in &run.suites {
         report.add_test_suite(test_suite(run, suite, cases(suite)));
     }
+    for invalid in &run.invalid_suites {
+        report.add_test_suite(invalid_suite(invalid));
+    }
     report
 }
 
@@ -60,6 +63,30 @@ pub fn test_suite(run: &RunReport, suite: &SuiteReport, cases: Vec<TestCase>) ->
     ts.set_time(suite.duration);
     ts.add_properties(properties(run, suite));
     ts.add_test_cases(cases);
+    ts
+}
+
+/// A suite file that could not be read shows in CI as an `<error>`, so a typo in a suite
+/// file is as visible as a failing scanner, not just a line in the job log.
+fn invalid_suite(invalid: &InvalidSuite) -> TestSuite {
+    let name = xml_text(&invalid.name);
+    let body = xml_text(&invalid.errors.join("\n"));
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_type("invalid-suite")
+        .set_message(one_line(&format!(
+            "invalid suite file {}",
+            invalid.file.display()
+        )))
+        .set_description(body);
+    let mut case = TestCase::new(name.clone(), status);
+    case.set_classname(name.clone());
+    let mut ts = TestSuite::new(name);
+    ts.add_property(Property::new(
+        "suite.file",
+        xml_text(&invalid.file.display().to_string()),
+    ));
+    ts.add_test_case(case);
     ts
 }
 
@@ -285,6 +312,7 @@ mod tests {
             finished_at: start + chrono::Duration::seconds(30),
             interrupted: None,
             suites,
+            invalid_suites: Vec::new(),
         }
     }
 

@@ -34,7 +34,18 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
         out.push_str(suite_row(suite, name_width).trim_end());
         out.push('\n');
     }
-    if !run.suites.is_empty() {
+    for invalid in &run.invalid_suites {
+        let row = format!(
+            "{:<LABEL_WIDTH$} {:<name_width$}  {:>6}  invalid suite file {}",
+            "INVALID",
+            invalid.name,
+            "-",
+            invalid.file.display()
+        );
+        out.push_str(&row);
+        out.push('\n');
+    }
+    if !run.suites.is_empty() || !run.invalid_suites.is_empty() {
         out.push('\n');
     }
     out.push_str(&totals_line(run));
@@ -89,6 +100,7 @@ pub fn totals_line(run: &RunReport) -> String {
     .into_iter()
     .filter(|(n, _, _)| *n > 0)
     .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+    .chain(invalid_part(run))
     .collect();
     let suites = if c.total == 1 { "suite" } else { "suites" };
     let exit = match &run.interrupted {
@@ -99,6 +111,14 @@ pub fn totals_line(run: &RunReport) -> String {
         format!("{} {suites}  ({exit})", c.total)
     } else {
         format!("{} {suites}: {}  ({exit})", c.total, parts.join(", "))
+    }
+}
+
+fn invalid_part(run: &RunReport) -> Option<String> {
+    match run.invalid_suites.len() {
+        0 => None,
+        1 => Some("1 invalid suite file".into()),
+        n => Some(format!("{n} invalid suite files")),
     }
 }
 
@@ -138,6 +158,7 @@ mod tests {
             finished_at: t,
             interrupted: interrupted.map(str::to_string),
             suites,
+            invalid_suites: Vec::new(),
         }
     }
 
