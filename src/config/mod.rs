@@ -3,6 +3,10 @@
 //! Everything here is plain data once loaded: durations and sizes are parsed, relative
 //! paths are resolved against the file that named them, and policy defaults are merged in.
 
+mod suggest;
+
+pub(crate) use suggest::closest;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
