@@ -3,7 +3,11 @@
 //! Everything here is plain data once loaded: durations and sizes are parsed, relative
 //! paths are resolved against the file that named them, and policy defaults are merged in.
 
+mod error;
 mod suggest;
+pub mod units;
+
+pub use error::{ConfigError, ConfigErrorKind, Location};
 
 pub(crate) use suggest::closest;
 
