@@ -2,6 +2,28 @@
 //!
 //! Everything here is plain data once loaded: durations and sizes are parsed, relative
 //! paths are resolved against the file that named them, and policy defaults are merged in.
+//!
+//! Entry points: [`load_project`] then [`load_suites`]. Every problem is a [`ConfigError`]
+//! that names the file, line, column and key; a broken suite file never hides the others.
+
+mod de;
+mod error;
+mod policy;
+mod project_file;
+mod suggest;
+mod suite_file;
+pub mod units;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrorKind, Location};
+pub use project_file::load_project;
+pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites};
+pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
+
+pub(crate) use suggest::closest;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,75 @@
+//! The optional project file, `phalanx.toml`.
+
+use std::io::ErrorKind;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ProjectConfig;
+use super::de::Source;
+use super::error::ConfigError;
+use super::policy::RawPolicy;
+use super::values::{AtLeastOne, PathText, Timeout};
+use crate::findings::Severity;
+
+/// `phalanx.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    suites: Option<PathText>,
+    jobs: Option<AtLeastOne>,
+    timeout: Option<Timeout>,
+    reports: Option<PathText>,
+    fail_on: Option<Severity>,
+    policy: Option<RawPolicy>,
+}
+
+/// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
+///
+/// Relative paths, including the default `suites` and `reports` folders, resolve against
+/// the file's folder, so the project behaves the same from any working directory. The
+/// `[policy]` table is merged over the hardened [`Policy::default()`](super::Policy) and
+/// becomes the base every suite's own `[policy]` is merged over.
+///
+/// Returns the first problem in file order; every error names its line and key.
+pub fn load_project(path: &Path) -> Result<ProjectConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ProjectConfig::default()),
+        Err(e) => {
+            return Err(ConfigError::io(
+                path,
+                format!("cannot read the project file: {e}"),
+            ));
+        }
+    };
+    let src = Source {
+        path,
+        text: &text,
+        what: "project",
+    };
+    let (root, syntax_errors) = src.parse();
+    if let Some(first) = syntax_errors.into_iter().next() {
+        return Err(first);
+    }
+    let first =
+        |errors: Vec<ConfigError>| errors.into_iter().next().expect("errors are never empty");
+    let raw: RawProject = src.deserialize_all(root).map_err(first)?;
+    Ok(resolve(raw, path.parent().unwrap_or(Path::new(""))))
+}
+
+fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
+    let defaults = ProjectConfig::default();
+    let dir = |given: Option<PathText>, default: &Path| match given {
+        Some(path) => folder.join(path.0),
+        None => folder.join(default),
+    };
+    ProjectConfig {
+        suites_dir: dir(raw.suites, &defaults.suites_dir),
+        jobs: raw.jobs.map(|j| usize::try_from(j.0).unwrap_or(usize::MAX)),
+        timeout: raw.timeout.map_or(defaults.timeout, |t| t.0),
+        reports_dir: dir(raw.reports, &defaults.reports_dir),
+        fail_on: raw.fail_on.unwrap_or(defaults.fail_on),
+        policy: raw.policy.unwrap_or_default().over(&defaults.policy),
+    }
+}
