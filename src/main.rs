@@ -1,0 +1,396 @@
+//! The `phalanx` command line: parses arguments, calls the library, writes the reports and
+//! maps every failure to its exit code (DESIGN.md: 0 passed, 1 failed, 2 usage or
+//! configuration, 3 infrastructure or suite error, 130/143 interrupted).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
+use phalanx::engine::Engine;
+use phalanx::engine::docker::{DockerEngine, absolute_target};
+use phalanx::outcome::{InvalidSuite, RunReport};
+use phalanx::plan;
+use phalanx::progress::{Progress, ProgressMode};
+use phalanx::report::{json, junit, summary};
+use phalanx::run::{self, RunPlan};
+use phalanx::runner::RunContext;
+use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
+
+const PROJECT_FILE: &str = "phalanx.toml";
+
+/// Run security test suites in parallel, each in its own hardened Docker container, and
+/// report what they found as JUnit XML, JSON and a readable summary.
+#[derive(Parser)]
+#[command(name = "phalanx", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the suites: name, tags, image and description.
+    List {
+        #[command(flatten)]
+        suites: SuitesDir,
+        /// Only suites carrying this tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// Check every suite file and report all errors (exit 2 if there is any).
+    Validate {
+        #[command(flatten)]
+        suites: SuitesDir,
+    },
+    /// Run the selected suites (all of them without --suite or --tag).
+    Run(RunArgs),
+    /// Remove every container, volume and network left by any Phalanx run.
+    Clean,
+}
+
+#[derive(Args)]
+struct SuitesDir {
+    /// Folder of suite files [default: from phalanx.toml, else `suites`].
+    #[arg(long = "suites", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    suites: SuitesDir,
+    /// Run this suite (repeatable; combined with --tag as a union).
+    #[arg(long = "suite", value_name = "NAME")]
+    names: Vec<String>,
+    /// Run the suites carrying this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// What the suites inspect, mounted read-only at /target.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    target: PathBuf,
+    /// Concurrency slots (a suite takes `weight` of them) [default: from phalanx.toml, else
+    /// the number of CPUs].
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
+    /// Folder for logs and collected results [default: from phalanx.toml, else `reports`].
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
+    /// JUnit XML report [default: <reports>/junit.xml].
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// JSON report of the run [default: <reports>/run.json].
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Stop starting suites, and stop the running ones, after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Progress display: bars on a terminal, one line per event otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+}
+
+/// A failure that ends the command, with the exit code it maps to.
+#[derive(Debug)]
+enum Failure {
+    /// Usage or configuration error (exit 2).
+    Usage(String),
+    /// Infrastructure error (exit 3).
+    Infra(String),
+}
+
+impl Failure {
+    fn report(&self) -> ExitCode {
+        match self {
+            Failure::Usage(m) => {
+                eprintln!("error: {m}");
+                ExitCode::from(2)
+            }
+            Failure::Infra(m) => {
+                eprintln!("error: {m}");
+                ExitCode::from(3)
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return Failure::Infra(format!("cannot start the async runtime: {e}")).report(),
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    let project = load_project()?;
+    match command {
+        Command::List { suites, tags } => list(&project, &suites, &tags),
+        Command::Validate { suites } => validate(&project, &suites),
+        Command::Run(args) => run(&project, args).await,
+        Command::Clean => clean().await,
+    }
+}
+
+fn load_project() -> Result<ProjectConfig, Failure> {
+    config::load_project(Path::new(PROJECT_FILE)).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn load_suites(project: &ProjectConfig, dir: &SuitesDir) -> Result<LoadedSuites, Failure> {
+    let dir = dir
+        .dir
+        .clone()
+        .unwrap_or_else(|| project.suites_dir.clone());
+    config::load_suites(&dir, project).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn print_config_errors(errors: &[ConfigError]) {
+    for error in errors {
+        eprintln!("error: {error}");
+    }
+}
+
+fn list(project: &ProjectConfig, dir: &SuitesDir, tags: &[String]) -> Result<ExitCode, Failure> {
+    let loaded = load_suites(project, dir)?;
+    let shown: Vec<&Suite> = loaded
+        .suites
+        .iter()
+        .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
+        .collect();
+    print!("{}", suite_table(&shown));
+    print_config_errors(&loaded.errors);
+    Ok(exit_for_errors(&loaded.errors))
+}
+
+fn suite_table(suites: &[&Suite]) -> String {
+    let rows: Vec<[String; 4]> = suites
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.tags.join(","),
+                s.image.clone(),
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "TAGS", "IMAGE", "DESCRIPTION"].map(String::from);
+    let widths: Vec<usize> = (0..3)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failure> {
+    let loaded = load_suites(project, dir)?;
+    print_config_errors(&loaded.errors);
+    let count = loaded.suites.len();
+    if loaded.errors.is_empty() {
+        println!("{count} suite(s) valid");
+    } else {
+        eprintln!("{} error(s); {count} suite(s) valid", loaded.errors.len());
+    }
+    Ok(exit_for_errors(&loaded.errors))
+}
+
+fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
+    ExitCode::from(if errors.is_empty() { 0 } else { 2 })
+}
+
+async fn clean() -> Result<ExitCode, Failure> {
+    let engine = connect().await?;
+    let removed = engine
+        .remove_labelled(None)
+        .await
+        .map_err(|e| Failure::Infra(e.to_string()))?;
+    println!(
+        "removed {removed} container(s) left by Phalanx runs, with their volumes and networks"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect() -> Result<DockerEngine, Failure> {
+    DockerEngine::connect().await.map_err(|e| {
+        Failure::Infra(format!(
+            "{e}. Is the Docker engine running? Set DOCKER_HOST to use another one."
+        ))
+    })
+}
+
+/// Where the run's report files go.
+struct ReportPaths {
+    dir: PathBuf,
+    junit: PathBuf,
+    json: PathBuf,
+}
+
+async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
+    let loaded = load_suites(project, &args.suites)?;
+    let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    let target = absolute_target(&args.target)
+        .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
+    let dir = args
+        .reports
+        .clone()
+        .unwrap_or_else(|| project.reports_dir.clone());
+    let paths = ReportPaths {
+        junit: args.junit.clone().unwrap_or_else(|| dir.join("junit.xml")),
+        json: args.json.clone().unwrap_or_else(|| dir.join("run.json")),
+        dir,
+    };
+    let jobs = args
+        .jobs
+        .map(|j| j as usize)
+        .or(project.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let run_id = run::new_run_id();
+    let plan = RunPlan {
+        run_id: run_id.clone(),
+        context: RunContext {
+            run_id,
+            target,
+            reports_dir: paths.dir.clone(),
+        },
+        options: ScheduleOptions {
+            jobs,
+            fail_fast: args.fail_fast,
+        },
+        suites,
+        invalid_suites,
+    };
+    let report = match connect().await {
+        Ok(engine) => execute(engine, plan, args.progress).await,
+        Err(Failure::Infra(message)) => unreachable_report(plan, &message),
+        Err(other) => return Err(other),
+    };
+    write_reports(&report, &paths)?;
+    Ok(ExitCode::from(report.exit_code() as u8))
+}
+
+/// Splits the suites into what to run and the broken files that were asked for.
+fn select(
+    loaded: LoadedSuites,
+    names: &[String],
+    tags: &[String],
+) -> Result<(Vec<Suite>, Vec<InvalidSuite>), Failure> {
+    print_config_errors(&loaded.errors);
+    let invalid = invalid_suites(&loaded.errors, names, tags);
+    // Names of broken files are known, just not runnable: they are not "unknown suites".
+    let runnable_names: Vec<String> = names
+        .iter()
+        .filter(|n| !invalid.iter().any(|i| &i.name == *n))
+        .cloned()
+        .collect();
+    if !names.is_empty() && runnable_names.is_empty() && tags.is_empty() {
+        return Ok((Vec::new(), invalid));
+    }
+    match plan::select(&loaded.suites, &runnable_names, tags) {
+        Ok(suites) => Ok((suites, invalid)),
+        Err(e) => Err(Failure::Usage(e.to_string())),
+    }
+}
+
+/// The broken suite files the user asked for: all of them when nothing is selected, else
+/// those named with --suite (a broken file's tags cannot be trusted).
+fn invalid_suites(errors: &[ConfigError], names: &[String], tags: &[String]) -> Vec<InvalidSuite> {
+    let mut invalid: Vec<InvalidSuite> = Vec::new();
+    for error in errors {
+        let Some(name) = error.suite.clone() else {
+            continue;
+        };
+        let asked = (names.is_empty() && tags.is_empty()) || names.contains(&name);
+        if !asked {
+            continue;
+        }
+        match invalid.iter_mut().find(|i| i.file == error.file) {
+            Some(known) => known.errors.push(error.to_string()),
+            None => invalid.push(InvalidSuite {
+                name,
+                file: error.file.clone(),
+                errors: vec![error.to_string()],
+            }),
+        }
+    }
+    invalid
+}
+
+async fn execute(engine: DockerEngine, plan: RunPlan, mode: ProgressMode) -> RunReport {
+    let progress = Arc::new(Progress::new(mode, plan.suites.len()));
+    let stop = StopSignal::default();
+    let signals = tokio::spawn(stop_on_signals(stop.clone()));
+    let shown = progress.clone();
+    let report = run::execute(Arc::new(engine), plan, stop, move |event| {
+        shown.handle(event)
+    })
+    .await;
+    signals.abort();
+    progress.finish();
+    report
+}
+
+/// The first SIGINT or SIGTERM stops the run; the reports are still written.
+async fn stop_on_signals(stop: StopSignal) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let signal = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    stop.stop(StopReason::Interrupted { signal });
+}
+
+fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
+    eprintln!("error: {message}");
+    let now = chrono::Utc::now();
+    RunReport {
+        run_id: plan.run_id,
+        phalanx_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now,
+        finished_at: now,
+        interrupted: None,
+        suites: run::all_errored(&plan.suites, message),
+        invalid_suites: plan.invalid_suites,
+    }
+}
+
+fn write_reports(report: &RunReport, paths: &ReportPaths) -> Result<(), Failure> {
+    let written = junit::write_junit(report, &paths.junit)
+        .and_then(|()| json::write_json(report, &paths.json));
+    println!(
+        "{}",
+        summary::summary_table(report, &[paths.junit.as_path(), paths.json.as_path()])
+    );
+    written.map_err(|e| Failure::Infra(format!("cannot write the reports: {e}")))
+}
