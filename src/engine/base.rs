@@ -87,6 +87,10 @@ pub async fn build_image(
     tag: &str,
     log: &Path,
 ) -> Result<(), EngineError> {
+    if !context.join("Dockerfile").is_file() {
+        let message = format!("{} has no Dockerfile", context.display());
+        return Err(build_error(tag, message, log));
+    }
     let lock = {
         let mut builds = BUILDS
             .lock()
@@ -415,10 +419,6 @@ fn tar_rootfs(root: &Path, out: &Path) -> io::Result<usize> {
 /// Tars a build context into an anonymous temporary file, rewound for reading.
 /// Deterministic headers (fixed mtime, root owner) keep the builder's cache effective.
 fn tar_context(context: &Path) -> io::Result<File> {
-    if !context.join("Dockerfile").is_file() {
-        let msg = format!("{} has no Dockerfile", context.display());
-        return Err(io::Error::new(io::ErrorKind::NotFound, msg));
-    }
     let mut tar = tar::Builder::new(tempfile::tempfile()?);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
