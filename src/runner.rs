@@ -101,10 +101,9 @@ async fn run_attempt<E: Engine>(
     stop: &StopSignal,
     attempt: u32,
 ) -> Attempt {
-    let started_at = Utc::now();
-    let clock = Instant::now();
     let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, "");
-    report.started_at = Some(started_at);
+    report.started_at = Some(Utc::now());
+    let clock = Instant::now();
 
     let build_log = ctx.build_log_path(&suite.name);
     let image = tokio::select! {
@@ -116,6 +115,9 @@ async fn run_attempt<E: Engine>(
         Err(e) => return engine_failure(report, clock, e),
     };
     report.image_digest = image.digest;
+    // A suite's time is its own run, not the image build some other suite may have waited for.
+    let (clock, started_at) = (Instant::now(), Utc::now());
+    report.started_at = Some(started_at);
 
     let spec = container_spec(suite, ctx, attempt);
     let id = match engine.create(&spec).await {

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use phalanx::engine::EngineError;
 use phalanx::engine::base::{BASE_IMAGE, build_image, ensure_base_image};
 
-const IMAGE: &str = "phalanx/basic-checks:1";
+const IMAGE: &str = "phalanx/basic-checks:2";
 
 async fn docker() -> Option<Docker> {
     let connected = match Docker::connect_with_defaults() {

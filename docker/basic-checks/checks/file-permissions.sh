@@ -5,7 +5,7 @@
 
 # -mindepth 1: the target's own mode is the host's business, not the project's.
 # GNU find's `,` evaluates every test, so a file can be reported for several reasons.
-find . -mindepth 1 -path ./.git -prune -o \( \
+find . -mindepth 1 \( $find_skip \) -o \( \
         \( -type f -perm -0002 -printf '%P: world-writable file (mode %m)\n' \) , \
         \( -type d -perm -0002 -printf '%P: world-writable directory (mode %m)\n' \) , \
         \( -type f -perm -4000 -printf '%P: setuid file (mode %m)\n' \) , \

@@ -16,6 +16,23 @@ check=${check%.sh}
 target=${1:-/target}
 results=${PHALANX_RESULTS:-/results}
 
+# Folders that hold version-control data, build output or downloaded dependencies, not
+# the project's own files: skipped at any depth (space-separated names; override with
+# PHALANX_SKIP_DIRS, empty to scan everything).
+skip_dirs=${PHALANX_SKIP_DIRS-.git target node_modules}
+
+# grep options that skip those folders, for `grep -r $grep_skip ...` (unquoted on purpose).
+grep_skip=
+for dir in $skip_dirs; do
+    grep_skip="$grep_skip --exclude-dir=$dir"
+done
+
+# find expression that prunes them, for `find . $find_skip -o ...` (unquoted on purpose).
+find_skip="-false"
+for dir in $skip_dirs; do
+    find_skip="$find_skip -o -name $dir -type d -prune"
+done
+
 fail() {
     printf '%s: %s\n' "$check" "$*" >&2
     exit 2

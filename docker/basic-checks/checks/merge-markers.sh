@@ -4,7 +4,7 @@
 # `=======` alone is not reported: it is also a heading underline in reST and Markdown.
 . "$(dirname "$0")/lib.sh"
 
-grep -rnIoE --exclude-dir=.git -e '^(<{7}|\|{7}|>{7})( |$)' . \
+grep -rnIoE $grep_skip -e '^(<{7}|\|{7}|>{7})( |$)' . \
     >"$work/raw" 2>>"$work/errors"
 [ $? -le 1 ] || [ -s "$work/errors" ] || fail "grep failed"
 

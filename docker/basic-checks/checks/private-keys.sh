@@ -3,12 +3,12 @@
 # Prints where they are, never the secret itself.
 . "$(dirname "$0")/lib.sh"
 
-# Binary files (-I) and .git are skipped; symlinks are not followed.
-grep -rnIoE --exclude-dir=.git -e '-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----' . \
+# Binary files (-I) and the skipped folders (lib.sh) are left out; symlinks are not followed.
+grep -rnIoE $grep_skip -e '-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----' . \
     >"$work/pem" 2>>"$work/errors"
 [ $? -le 1 ] || [ -s "$work/errors" ] || fail "grep failed"
 # -w: an id inside a longer run of capitals or digits is something else.
-grep -rnIowE --exclude-dir=.git -e '(AKIA|ASIA)[0-9A-Z]{16}' . \
+grep -rnIowE $grep_skip -e '(AKIA|ASIA)[0-9A-Z]{16}' . \
     >"$work/aws" 2>>"$work/errors"
 [ $? -le 1 ] || [ -s "$work/errors" ] || fail "grep failed"
 
