@@ -72,6 +72,8 @@ pub struct SuiteReport {
     pub results_dir: Option<PathBuf>,
     /// Result files, relative to `results_dir`.
     pub result_files: Vec<PathBuf>,
+    /// What result extraction refused (paths escaping the folder, links, devices).
+    pub result_warnings: Vec<String>,
     #[serde(skip)]
     pub output: CapturedOutput,
 }
@@ -94,6 +96,7 @@ impl SuiteReport {
             log_path: None,
             results_dir: None,
             result_files: Vec::new(),
+            result_warnings: Vec::new(),
             output: CapturedOutput::default(),
         }
     }

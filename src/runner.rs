@@ -1,13 +1,13 @@
 //! Runs one suite to its outcome through an [`Engine`]: image, container, output, timeout,
 //! results, removal — and retries after infrastructure errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
 
-use crate::collect::{self, ExtractLimits, OutputCapture};
+use crate::collect::{self, CaptureLimits, ExtractLimits, OutputCapture};
 use crate::config::Suite;
 use crate::engine::{ContainerSpec, Engine, EngineError, ExitStatus, RUN_LABEL};
 use crate::event::{Event, EventSender};
@@ -142,7 +142,7 @@ async fn run_container<E: Engine>(
     clock: Instant,
 ) -> Attempt {
     let log_path = ctx.log_path(&suite.name);
-    let capture = match prepare_log(&log_path).await {
+    let capture = match OutputCapture::create(&log_path, CaptureLimits::default()).await {
         Ok(capture) => capture,
         Err(e) => {
             return local_failure(
@@ -269,13 +269,6 @@ async fn drain(pump: tokio::task::JoinHandle<CapturedOutput>) -> CapturedOutput 
     }
 }
 
-async fn prepare_log(path: &Path) -> std::io::Result<OutputCapture> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    OutputCapture::create(path).await
-}
-
 /// Copies the suite's result path out of the container. `Ok(false)`: the path does not exist.
 async fn collect_results<E: Engine>(
     engine: &E,
@@ -299,6 +292,7 @@ async fn collect_results<E: Engine>(
         .map_err(|e| format!("could not extract the results: {e}"))?;
     report.results_dir = Some(dest);
     report.result_files = extracted.files;
+    report.result_warnings = extracted.warnings;
     Ok(true)
 }
 

@@ -66,9 +66,21 @@ async fn run(ws: &Workspace, args: &[&str]) -> Run {
 }
 
 async fn assert_nothing_left(run_id: &str) {
-    assert_eq!(support::containers_with_label(run_id).await, Vec::<String>::new(), "containers left");
-    assert_eq!(support::volumes_with_label(run_id).await, Vec::<String>::new(), "volumes left");
-    assert_eq!(support::networks_with_label(run_id).await, Vec::<String>::new(), "networks left");
+    assert_eq!(
+        support::containers_with_label(run_id).await,
+        Vec::<String>::new(),
+        "containers left"
+    );
+    assert_eq!(
+        support::volumes_with_label(run_id).await,
+        Vec::<String>::new(),
+        "volumes left"
+    );
+    assert_eq!(
+        support::networks_with_label(run_id).await,
+        Vec::<String>::new(),
+        "networks left"
+    );
 }
 
 /// A suite file running the probe with `steps` (the probe's `--`-separated script).
@@ -77,7 +89,10 @@ fn probe_suite(image: &str, steps: &[&str], extra: &str) -> String {
         .chain(steps.iter().copied())
         .map(|s| format!("{s:?}"))
         .collect();
-    format!("image = {image:?}\ncommand = [{}]\n{extra}\n", command.join(", "))
+    format!(
+        "image = {image:?}\ncommand = [{}]\n{extra}\n",
+        command.join(", ")
+    )
 }
 
 fn read(path: &Path) -> String {
@@ -90,7 +105,14 @@ async fn exit_codes_decide_pass_and_fail() {
     let ws = Workspace::new();
     let (pass, fail, allowed) = (unique("pass"), unique("fail"), unique("allowed"));
     ws.suite(&pass, &probe_suite(&image, &["print", "all good"], ""));
-    ws.suite(&fail, &probe_suite(&image, &["eprint", "found a problem", "--", "exit", "3"], ""));
+    ws.suite(
+        &fail,
+        &probe_suite(
+            &image,
+            &["eprint", "found a problem", "--", "exit", "3"],
+            "",
+        ),
+    );
     let extra = "[results]\nok_exit_codes = [0, 1]";
     ws.suite(&allowed, &probe_suite(&image, &["exit", "1"], extra));
 
@@ -101,11 +123,23 @@ async fn exit_codes_decide_pass_and_fail() {
     assert_eq!(run.outcome(&fail), "failed");
     assert_eq!(run.outcome(&allowed), "passed");
     assert_eq!(run.suite(&fail)["exit_code"], 3);
-    assert!(run.suite(&fail)["reason"].as_str().unwrap().contains("exit code 3"));
+    assert!(
+        run.suite(&fail)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 3")
+    );
     assert!(read(&ws.reports_dir().join(format!("logs/{pass}.log"))).contains("all good"));
     let junit = read(&ws.reports_dir().join("junit.xml"));
-    assert!(junit.contains("found a problem"), "failed suites carry their output");
-    assert!(run.stdout.contains(&format!("FAIL     {fail}")), "{}", run.stdout);
+    assert!(
+        junit.contains("found a problem"),
+        "failed suites carry their output"
+    );
+    assert!(
+        run.stdout.contains(&format!("FAIL     {fail}")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
@@ -113,7 +147,15 @@ async fn a_suite_that_ignores_sigterm_is_killed_after_its_timeout() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let stuck = unique("stuck");
-    let steps = ["print", "started", "--", "ignore-term", "--", "sleep", "600"];
+    let steps = [
+        "print",
+        "started",
+        "--",
+        "ignore-term",
+        "--",
+        "sleep",
+        "600",
+    ];
     ws.suite(&stuck, &probe_suite(&image, &steps, "timeout = \"2s\""));
 
     let run = run(&ws, &[]).await;
@@ -123,7 +165,10 @@ async fn a_suite_that_ignores_sigterm_is_killed_after_its_timeout() {
     // Far below the 600 s the probe wanted: it was killed, not waited for.
     let duration = run.suite(&stuck)["duration"].as_f64().unwrap();
     assert!(duration < 120.0, "ran {duration} s");
-    assert!(read(&ws.reports_dir().join(format!("logs/{stuck}.log"))).contains("started"), "partial log kept");
+    assert!(
+        read(&ws.reports_dir().join(format!("logs/{stuck}.log"))).contains("started"),
+        "partial log kept"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +183,12 @@ async fn a_missing_image_is_an_error_and_the_run_goes_on() {
 
     assert_eq!(run.code, 3);
     assert_eq!(run.outcome(&missing), "error");
-    assert!(run.suite(&missing)["reason"].as_str().unwrap().contains("phalanx-test/does-not-exist:1"));
+    assert!(
+        run.suite(&missing)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("phalanx-test/does-not-exist:1")
+    );
     assert_eq!(run.outcome(&fine), "passed");
 }
 
@@ -147,7 +197,16 @@ async fn suites_run_in_parallel_up_to_jobs() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let names: Vec<String> = (0..3).map(|i| unique(&format!("par{i}"))).collect();
-    let steps = ["stamp", "/results/start", "--", "sleep", "3", "--", "stamp", "/results/end"];
+    let steps = [
+        "stamp",
+        "/results/start",
+        "--",
+        "sleep",
+        "3",
+        "--",
+        "stamp",
+        "/results/end",
+    ];
     for name in &names {
         ws.suite(name, &probe_suite(&image, &steps, ""));
     }
@@ -156,7 +215,10 @@ async fn suites_run_in_parallel_up_to_jobs() {
 
     assert_eq!(run.code, 0, "{}", run.stderr);
     let stamp = |name: &str, which: &str| -> u64 {
-        read(&ws.reports_dir().join(format!("results/{name}/{which}"))).trim().parse().unwrap()
+        read(&ws.reports_dir().join(format!("results/{name}/{which}")))
+            .trim()
+            .parse()
+            .unwrap()
     };
     let latest_start = names.iter().map(|n| stamp(n, "start")).max().unwrap();
     let earliest_end = names.iter().map(|n| stamp(n, "end")).min().unwrap();
@@ -171,7 +233,16 @@ async fn jobs_one_runs_suites_one_after_another() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let names: Vec<String> = (0..2).map(|i| unique(&format!("seq{i}"))).collect();
-    let steps = ["stamp", "/results/start", "--", "sleep", "1", "--", "stamp", "/results/end"];
+    let steps = [
+        "stamp",
+        "/results/start",
+        "--",
+        "sleep",
+        "1",
+        "--",
+        "stamp",
+        "/results/end",
+    ];
     for name in &names {
         ws.suite(name, &probe_suite(&image, &steps, ""));
     }
@@ -180,7 +251,10 @@ async fn jobs_one_runs_suites_one_after_another() {
 
     assert_eq!(run.code, 0, "{}", run.stderr);
     let stamp = |name: &str, which: &str| -> u64 {
-        read(&ws.reports_dir().join(format!("results/{name}/{which}"))).trim().parse().unwrap()
+        read(&ws.reports_dir().join(format!("results/{name}/{which}")))
+            .trim()
+            .parse()
+            .unwrap()
     };
     let (a, b) = (&names[0], &names[1]);
     let overlap = stamp(a, "start") < stamp(b, "end") && stamp(b, "start") < stamp(a, "end");
@@ -193,20 +267,37 @@ async fn the_container_policy_is_enforced() {
     let ws = Workspace::new();
     ws.target_file("README", "the target");
     let probe = unique("policy");
-    ws.suite(&probe, &probe_suite(&image, &["policy-report", "/results/policy.json"], ""));
+    ws.suite(
+        &probe,
+        &probe_suite(&image, &["policy-report", "/results/policy.json"], ""),
+    );
 
     let run = run(&ws, &[]).await;
 
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let report: Value = serde_json::from_str(&read(&ws.reports_dir().join(format!("results/{probe}/policy.json")))).unwrap();
+    let report: Value = serde_json::from_str(&read(
+        &ws.reports_dir()
+            .join(format!("results/{probe}/policy.json")),
+    ))
+    .unwrap();
     assert_eq!(report["uid"], 65534, "{report}");
     assert_eq!(report["gid"], 65534, "{report}");
-    assert_eq!(report["write_root"], false, "root filesystem must be read-only: {report}");
-    assert_eq!(report["write_target"], false, "target must be read-only: {report}");
+    assert_eq!(
+        report["write_root"], false,
+        "root filesystem must be read-only: {report}"
+    );
+    assert_eq!(
+        report["write_target"], false,
+        "target must be read-only: {report}"
+    );
     assert_eq!(report["can_read_target"], true, "{report}");
     assert_eq!(report["write_results"], true, "{report}");
     assert_eq!(report["write_tmp"], true, "{report}");
-    assert_eq!(report["net_interfaces"], serde_json::json!(["lo"]), "{report}");
+    assert_eq!(
+        report["net_interfaces"],
+        serde_json::json!(["lo"]),
+        "{report}"
+    );
     assert_eq!(report["cap_eff"], "0000000000000000", "{report}");
     assert_eq!(report["no_new_privs"], true, "{report}");
     assert_eq!(report["docker_socket_exists"], false, "{report}");
@@ -217,7 +308,15 @@ async fn result_files_come_back() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let writer = unique("writer");
-    let steps = ["write", "/results/nested/found.txt", "hello", "--", "write", "/results/top.txt", "x"];
+    let steps = [
+        "write",
+        "/results/nested/found.txt",
+        "hello",
+        "--",
+        "write",
+        "/results/top.txt",
+        "x",
+    ];
     ws.suite(&writer, &probe_suite(&image, &steps, ""));
 
     let run = run(&ws, &[]).await;
@@ -226,7 +325,10 @@ async fn result_files_come_back() {
     let results = ws.reports_dir().join(format!("results/{writer}"));
     assert_eq!(read(&results.join("nested/found.txt")), "hello");
     let files = run.suite(&writer)["result_files"].to_string();
-    assert!(files.contains("nested/found.txt") && files.contains("top.txt"), "{files}");
+    assert!(
+        files.contains("nested/found.txt") && files.contains("top.txt"),
+        "{files}"
+    );
 }
 
 #[tokio::test]
@@ -247,9 +349,16 @@ async fn an_invalid_suite_file_is_exit_2_naming_file_and_line() {
     let run = run(&ws, &[]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.outcome(&fine), "passed");
-    assert!(run.stderr.contains(&format!("{broken}.toml:2:")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{broken}.toml:2:")),
+        "{}",
+        run.stderr
+    );
     let junit = read(&ws.reports_dir().join("junit.xml"));
-    assert!(junit.contains("invalid-suite") && junit.contains(&broken), "{junit}");
+    assert!(
+        junit.contains("invalid-suite") && junit.contains(&broken),
+        "{junit}"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +383,10 @@ async fn sigint_stops_the_run_writes_reports_and_leaves_nothing() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let sleeper = unique("sleeper");
-    ws.suite(&sleeper, &probe_suite(&image, &["print", "waiting", "--", "sleep", "600"], ""));
+    ws.suite(
+        &sleeper,
+        &probe_suite(&image, &["print", "waiting", "--", "sleep", "600"], ""),
+    );
 
     let child = ws
         .phalanx(["run", "--progress", "plain", "--target", "target"])
@@ -307,8 +419,15 @@ async fn wait_until_running(suite: &str) {
         ("status", vec!["running".to_string()]),
     ]);
     for _ in 0..600 {
-        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
-        if !docker.list_containers(Some(options)).await.unwrap().is_empty() {
+        let options = ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        if !docker
+            .list_containers(Some(options))
+            .await
+            .unwrap()
+            .is_empty()
+        {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -321,7 +440,10 @@ async fn junit_stays_valid_whatever_the_suite_prints() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let noisy = unique("noisy");
-    ws.suite(&noisy, &probe_suite(&image, &["nasty", "--", "exit", "1"], ""));
+    ws.suite(
+        &noisy,
+        &probe_suite(&image, &["nasty", "--", "exit", "1"], ""),
+    );
 
     let run = run(&ws, &[]).await;
 
@@ -335,7 +457,10 @@ async fn junit_stays_valid_whatever_the_suite_prints() {
     let stripped = ws.root().join("junit-stripped.xml");
     std::fs::write(&stripped, junit_schema::strip_extensions(&junit)).unwrap();
     if let Err(msg) = junit_schema::validate(&xmllint, &xsd, &stripped) {
-        panic!("junit.xml does not validate against {}:\n{msg}\n{junit}", xsd.display());
+        panic!(
+            "junit.xml does not validate against {}:\n{msg}\n{junit}",
+            xsd.display()
+        );
     }
 }
 
@@ -350,6 +475,12 @@ async fn an_unreachable_engine_is_exit_3_with_one_clear_sentence() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("unix:///nonexistent/docker.sock"), "{stderr}");
-    assert!(ws.reports_dir().join("junit.xml").is_file(), "reports are still written");
+    assert!(
+        stderr.contains("unix:///nonexistent/docker.sock"),
+        "{stderr}"
+    );
+    assert!(
+        ws.reports_dir().join("junit.xml").is_file(),
+        "reports are still written"
+    );
 }

@@ -449,12 +449,15 @@ fn container_body(spec: &ContainerSpec, volume: &str, network_mode: String) -> C
                 target_mount(&spec.target),
                 volume_mount(volume, RESULTS_DIR),
             ]),
-            // We stream and keep the logs ourselves; cap what the engine keeps on its disk.
+            // Following a container's log across a rotation of the engine's log file ends
+            // the stream early on this engine (the output's tail is lost), so the engine's
+            // copy must not rotate for any realistic output. It is deleted with the
+            // container; our own copy is capped by the collector.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([
-                    ("max-size".to_string(), "16m".to_string()),
-                    ("max-file".to_string(), "2".to_string()),
+                    ("max-size".to_string(), "2g".to_string()),
+                    ("max-file".to_string(), "1".to_string()),
                 ])),
             }),
             auto_remove: Some(false),

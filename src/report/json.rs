@@ -177,6 +177,7 @@ mod tests {
             "log_path": "reports/logs/bandit.log",
             "results_dir": "reports/results/bandit",
             "result_files": ["bandit.sarif"],
+            "result_warnings": [],
         });
         assert_eq!(s, &expected);
         assert_eq!(v["suites"][1]["outcome"], "timed-out");
