@@ -47,8 +47,12 @@ enum Command {
     },
     /// Run the selected suites (all of them without --suite or --tag).
     Run(RunArgs),
-    /// Remove every container, volume and network left by any Phalanx run.
-    Clean,
+    /// Remove every container, volume and network left by Phalanx runs.
+    Clean {
+        /// Only what this run left (its id is in run.json and in the container labels).
+        #[arg(long = "run", value_name = "RUN_ID")]
+        run_id: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -134,7 +138,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::List { suites, tags } => list(&project, &suites, &tags),
         Command::Validate { suites } => validate(&project, &suites),
         Command::Run(args) => run(&project, args).await,
-        Command::Clean => clean().await,
+        Command::Clean { run_id } => clean(run_id.as_deref()).await,
     }
 }
 
@@ -224,10 +228,10 @@ fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
     ExitCode::from(if errors.is_empty() { 0 } else { 2 })
 }
 
-async fn clean() -> Result<ExitCode, Failure> {
+async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
     let engine = connect().await?;
     let removed = engine
-        .remove_labelled(None)
+        .remove_labelled(run_id)
         .await
         .map_err(|e| Failure::Infra(e.to_string()))?;
     println!(

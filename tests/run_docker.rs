@@ -484,3 +484,28 @@ async fn an_unreachable_engine_is_exit_3_with_one_clear_sentence() {
         "reports are still written"
     );
 }
+
+#[tokio::test]
+async fn clean_removes_what_a_killed_run_left() {
+    use bollard::models::ContainerCreateBody;
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    let run_id = unique("orphan");
+    let docker = support::docker().await;
+    let labels = std::collections::HashMap::from([("phalanx.run".to_string(), run_id.clone())]);
+    let body = ContainerCreateBody {
+        image: Some(image),
+        cmd: Some(vec!["/probe".into(), "sleep".into(), "600".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let created = docker.create_container(None, body).await.unwrap();
+    docker.start_container(&created.id, None).await.unwrap();
+    assert_eq!(support::containers_with_label(&run_id).await.len(), 1);
+
+    let output = ws.phalanx(["clean", "--run", &run_id]).output().unwrap();
+
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("removed 1 container"));
+    assert_nothing_left(&run_id).await;
+}
