@@ -192,17 +192,19 @@ async fn a_missing_image_is_an_error_and_the_run_goes_on() {
     assert_eq!(run.outcome(&fine), "passed");
 }
 
-#[tokio::test]
-async fn suites_run_in_parallel_up_to_jobs() {
+/// Runs `count` suites that stamp when they start and end (sleeping `secs` between) with
+/// `-j jobs`, and returns each suite's (start, end) in unix milliseconds, as the
+/// containers themselves recorded them.
+async fn stamped_intervals(count: usize, secs: &str, jobs: &str) -> Vec<(u64, u64)> {
     let image = probe_image().await;
     let ws = Workspace::new();
-    let names: Vec<String> = (0..3).map(|i| unique(&format!("par{i}"))).collect();
+    let names: Vec<String> = (0..count).map(|i| unique(&format!("stamp{i}"))).collect();
     let steps = [
         "stamp",
         "/results/start",
         "--",
         "sleep",
-        "3",
+        secs,
         "--",
         "stamp",
         "/results/end",
@@ -211,7 +213,7 @@ async fn suites_run_in_parallel_up_to_jobs() {
         ws.suite(name, &probe_suite(&image, &steps, ""));
     }
 
-    let run = run(&ws, &["-j", "3"]).await;
+    let run = run(&ws, &["-j", jobs]).await;
 
     assert_eq!(run.code, 0, "{}", run.stderr);
     let stamp = |name: &str, which: &str| -> u64 {
@@ -220,8 +222,17 @@ async fn suites_run_in_parallel_up_to_jobs() {
             .parse()
             .unwrap()
     };
-    let latest_start = names.iter().map(|n| stamp(n, "start")).max().unwrap();
-    let earliest_end = names.iter().map(|n| stamp(n, "end")).min().unwrap();
+    names
+        .iter()
+        .map(|n| (stamp(n, "start"), stamp(n, "end")))
+        .collect()
+}
+
+#[tokio::test]
+async fn suites_run_in_parallel_up_to_jobs() {
+    let intervals = stamped_intervals(3, "3", "3").await;
+    let latest_start = intervals.iter().map(|i| i.0).max().unwrap();
+    let earliest_end = intervals.iter().map(|i| i.1).min().unwrap();
     assert!(
         latest_start < earliest_end,
         "all three suites should have been running at once (latest start {latest_start}, earliest end {earliest_end})"
@@ -230,35 +241,13 @@ async fn suites_run_in_parallel_up_to_jobs() {
 
 #[tokio::test]
 async fn jobs_one_runs_suites_one_after_another() {
-    let image = probe_image().await;
-    let ws = Workspace::new();
-    let names: Vec<String> = (0..2).map(|i| unique(&format!("seq{i}"))).collect();
-    let steps = [
-        "stamp",
-        "/results/start",
-        "--",
-        "sleep",
-        "1",
-        "--",
-        "stamp",
-        "/results/end",
-    ];
-    for name in &names {
-        ws.suite(name, &probe_suite(&image, &steps, ""));
-    }
-
-    let run = run(&ws, &["-j", "1"]).await;
-
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let stamp = |name: &str, which: &str| -> u64 {
-        read(&ws.reports_dir().join(format!("results/{name}/{which}")))
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (a, b) = (&names[0], &names[1]);
-    let overlap = stamp(a, "start") < stamp(b, "end") && stamp(b, "start") < stamp(a, "end");
-    assert!(!overlap, "with -j 1 the suites must not overlap");
+    let intervals = stamped_intervals(2, "1", "1").await;
+    let (a, b) = (intervals[0], intervals[1]);
+    let overlap = a.0 < b.1 && b.0 < a.1;
+    assert!(
+        !overlap,
+        "with -j 1 the suites must not overlap: {intervals:?}"
+    );
 }
 
 #[tokio::test]
