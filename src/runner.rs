@@ -312,6 +312,9 @@ fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpe
             .collect(),
         policy: suite.policy.clone(),
         target: ctx.target.clone(),
+        // Unresolvable only if the reports folder cannot be made: then it holds nothing.
+        hidden: crate::engine::masks::hidden_paths(&ctx.target, &ctx.reports_dir)
+            .unwrap_or_default(),
         labels: labels.into_iter().collect(),
     }
 }

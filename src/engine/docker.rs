@@ -441,10 +441,15 @@ fn container_body(spec: &ContainerSpec, volume: &str, network_mode: String) -> C
             // Same as memory: no swap on top of the limit.
             memory_swap: Some(policy.memory as i64),
             nano_cpus: Some((policy.cpus * 1e9) as i64),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                format!("rw,nosuid,nodev,size={TMP_SIZE},mode=1777"),
-            )])),
+            tmpfs: Some(
+                HashMap::from([(
+                    "/tmp".to_string(),
+                    format!("rw,nosuid,nodev,size={TMP_SIZE},mode=1777"),
+                )])
+                .into_iter()
+                .chain(super::masks::mask_mounts(&spec.hidden))
+                .collect(),
+            ),
             mounts: Some(vec![
                 target_mount(&spec.target),
                 volume_mount(volume, RESULTS_DIR),

@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod docker;
+pub mod masks;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct ContainerSpec {
     pub policy: Policy,
     /// Absolute host path mounted read-only at [`TARGET_DIR`].
     pub target: PathBuf,
+    /// Paths under [`TARGET_DIR`] covered by an empty read-only tmpfs (see [`masks`]).
+    pub hidden: Vec<String>,
     pub labels: HashMap<String, String>,
 }
 

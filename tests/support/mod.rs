@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 pub const PROBE_REPO: &str = "phalanx-test/probe";
 
 /// Bump when the image layout (not the binary) changes, so the tag changes with it.
-const LAYOUT_VERSION: &str = "probe-image-v1";
+const LAYOUT_VERSION: &str = "probe-image-v2";
 
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
@@ -140,9 +140,9 @@ fn content_hash(binary: &[u8]) -> String {
     format!("{h:016x}")[..12].to_string()
 }
 
-/// The image's root filesystem: `/probe` and what a hardened container needs to start as
-/// nobody. `/results` and `/tmp` are world-writable (sticky) because a fresh volume takes
-/// its ownership and mode from the image's directory.
+/// The image's root filesystem: `/probe`, its setuid-root copy `/probe-suid`, and what a
+/// hardened container needs to start as nobody. `/results` and `/tmp` are world-writable
+/// (sticky) because a fresh volume takes its ownership and mode from the image's directory.
 fn probe_rootfs(binary: &[u8]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, mode: u32, data: &[u8], dir: bool| {
@@ -167,6 +167,9 @@ fn probe_rootfs(binary: &[u8]) -> Vec<u8> {
         add(dir, 0o1777, b"", true);
     }
     add("probe", 0o755, binary, false);
+    // A setuid-root copy, for the escalation attempt of the probe's `escape-report`: under
+    // `no-new-privileges` it must run with the caller's ids, not root's.
+    add("probe-suid", 0o4755, binary, false);
     let passwd = "root:x:0:0:root:/:/probe\nnobody:x:65534:65534:nobody:/nonexistent:/probe\n";
     add("etc/passwd", 0o644, passwd.as_bytes(), false);
     add(

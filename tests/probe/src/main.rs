@@ -34,10 +34,29 @@ steps:
   cat PATH             copy the file at PATH to stdout
   symlink TARGET LINK  create a symbolic link LINK -> TARGET
   policy-report PATH   write a JSON report of what the sandbox allows to PATH (`-`: stdout)
+  alloc BYTES          allocate BYTES of memory and touch every page (suffix k/m/g), then
+                       print how much it got
+  forkbomb             fork as fast as possible, every child forking too; when fork fails,
+                       print how many forks succeeded and the error, and exit 1
+  fill PATH BYTES      write BYTES bytes to the file PATH (suffix k/m/g)
+  whoami               print the real and effective user and group ids
+  print-env NAME       print `NAME=<value>` to stdout and stderr, each in two writes with a
+                       pause between, so the value arrives split across chunks
+  escape-report PATH [ATTEMPT…]
+                       try to break out of the sandbox and write a JSON report of every
+                       attempt to PATH; always tried: modify /target, gain privileges
+                       (setuid-root /probe-suid, setuid(0), CAP_SYS_ADMIN mount, user
+                       namespace, raw socket, mknod, chown, capabilities left in any
+                       set), reach the Docker socket;
+                       ATTEMPT adds `read:PATH` (read a file), `connect:HOST:PORT` (open a
+                       TCP connection), `write:PATH` (create a file)
+  listen PORT SECS     accept TCP connections on PORT for SECS seconds, printing each peer
   help                 print this text";
 
 /// Exit code of a step that failed (distinct from anything a test asks for with `exit`).
 const STEP_FAILED: i32 = 100;
+
+mod escape;
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -81,6 +100,13 @@ fn run(step: &[OsString]) -> StepResult {
         ("cat", [path]) => cat(Path::new(path)),
         ("symlink", [target, link]) => std::os::unix::fs::symlink(target, link).map_err(err),
         ("policy-report", [path]) => policy_report(path),
+        ("alloc", [n]) => alloc(n),
+        ("forkbomb", []) => forkbomb(),
+        ("fill", [path, n]) => fill(Path::new(path), n),
+        ("whoami", []) => whoami(),
+        ("print-env", [name]) => print_env(name),
+        ("escape-report", [path, attempts @ ..]) => escape::report(path, attempts),
+        ("listen", [port, secs]) => listen(port, secs),
         ("help", []) => {
             println!("{USAGE}");
             Ok(())
@@ -289,14 +315,14 @@ fn docker_socket_exists() -> bool {
         .any(|p| fs::symlink_metadata(p).is_ok())
 }
 
-fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k == key).then(|| v.trim())
     })
 }
 
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -319,4 +345,116 @@ fn json_opt_str(s: Option<&str>) -> String {
 fn json_strings(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| json_str(s)).collect();
     format!("[{}]", quoted.join(","))
+}
+
+/// Allocates `n` bytes and writes to every page, so the memory is really used (an untouched
+/// allocation costs nothing and would never meet the limit).
+fn alloc(n: &OsString) -> StepResult {
+    let total = parse_size(n)? as usize;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut got = 0usize;
+    while got < total {
+        let size = (total - got).min(16 << 20);
+        let mut block = vec![0u8; size];
+        for i in (0..size).step_by(4096) {
+            block[i] = 1;
+        }
+        got += size;
+        blocks.push(block);
+    }
+    println!("allocated {got} bytes in {} blocks", blocks.len());
+    Ok(())
+}
+
+/// A fork bomb that ends by itself: every process forks as fast as it can; a process whose
+/// fork fails parks in `pause()`. The first process reports once its own fork fails and
+/// exits 1, which ends the container and with it every parked child.
+fn forkbomb() -> StepResult {
+    let _ = io::stdout().flush();
+    let mut forks: u64 = 0;
+    loop {
+        // SAFETY: the child only calls async-signal-safe functions (fork, pause, _exit).
+        match unsafe { libc::fork() } {
+            -1 => {
+                let e = io::Error::last_os_error();
+                println!("fork failed after {forks} forks: {e}");
+                let _ = io::stdout().flush();
+                std::process::exit(1);
+            }
+            0 => child_bomb(),
+            _ => forks += 1,
+        }
+    }
+}
+
+fn child_bomb() -> ! {
+    // SAFETY: as above; parent and child both go on forking.
+    while unsafe { libc::fork() } != -1 {}
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+fn fill(path: &Path, n: &OsString) -> StepResult {
+    let total = parse_size(n)?;
+    let mut file = fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let block = vec![b'f'; 1 << 20];
+    let mut done = 0u64;
+    while done < total {
+        let n = (total - done).min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).map_err(err)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+fn whoami() -> StepResult {
+    // SAFETY: these calls cannot fail and touch no memory.
+    let (uid, euid, gid, egid) =
+        unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    println!("uid={uid} euid={euid} gid={gid} egid={egid}");
+    Ok(())
+}
+
+fn print_env(name: &OsString) -> StepResult {
+    let value = std::env::var_os(name).unwrap_or_default();
+    let value = value.as_bytes();
+    let (first, second) = value.split_at(value.len() / 2);
+    let name = name.as_bytes();
+    for out in [&mut io::stdout() as &mut dyn Write, &mut io::stderr()] {
+        let mut line = name.to_vec();
+        line.push(b'=');
+        line.extend_from_slice(first);
+        print_raw(out, &line)?;
+        // Long enough for the engine to ship the first half as a frame of its own.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut rest = second.to_vec();
+        rest.extend_from_slice(b" (end)\n");
+        print_raw(out, &rest)?;
+    }
+    Ok(())
+}
+
+fn listen(port: &OsString, secs: &OsString) -> StepResult {
+    let port: u16 = arg(port, "a port")?;
+    let secs: f64 = arg(secs, "seconds")?;
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    println!("listening on {port}");
+    let _ = io::stdout().flush();
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < deadline {
+        match listener.accept() {
+            Ok((_, peer)) => {
+                println!("accepted {peer}");
+                let _ = io::stdout().flush();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
 }
