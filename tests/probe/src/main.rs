@@ -37,7 +37,8 @@ steps:
   alloc BYTES          allocate BYTES of memory and touch every page (suffix k/m/g), then
                        print how much it got
   forkbomb             fork as fast as possible, every child forking too; when fork fails,
-                       print how many forks succeeded and the error, and exit 1
+                       print how many forks succeeded, how many processes there are and the
+                       error, and exit 1
   fill PATH BYTES      write BYTES bytes to the file PATH (suffix k/m/g)
   whoami               print the real and effective user and group ids
   print-env NAME       print `NAME=<value>` to stdout and stderr, each in two writes with a
@@ -377,7 +378,8 @@ fn forkbomb() -> StepResult {
         match unsafe { libc::fork() } {
             -1 => {
                 let e = io::Error::last_os_error();
-                println!("fork failed after {forks} forks: {e}");
+                let running = processes();
+                println!("fork failed after {forks} forks, with {running} processes: {e}");
                 let _ = io::stdout().flush();
                 std::process::exit(1);
             }
@@ -385,6 +387,15 @@ fn forkbomb() -> StepResult {
             _ => forks += 1,
         }
     }
+}
+
+/// Processes in this pid namespace (the container's), counted in /proc.
+fn processes() -> usize {
+    fs::read_dir("/proc").map_or(0, |dir| {
+        dir.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .count()
+    })
 }
 
 fn child_bomb() -> ! {
