@@ -290,7 +290,13 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         invalid_suites,
     };
     let report = match connect().await {
-        Ok(engine) => execute(engine, plan, args.progress).await,
+        Ok(engine) => {
+            let mut report = execute(engine, plan, args.progress).await;
+            if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
+                eprintln!("error: {note}");
+            }
+            report
+        }
         Err(Failure::Infra(message)) => unreachable_report(plan, &message),
         Err(other) => return Err(other),
     };

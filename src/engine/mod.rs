@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod docker;
+pub mod lost;
 pub mod masks;
 pub mod memory;
 
