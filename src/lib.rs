@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod retries;
 pub mod run;
 pub mod runner;
 pub mod schedule;

@@ -66,6 +66,13 @@ pub struct SuiteReport {
     #[serde(serialize_with = "serialize_secs")]
     pub duration: Duration,
     pub attempts: u32,
+    /// An earlier attempt ended in an infrastructure error and a later one passed.
+    /// Written to run.json only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub flaky: bool,
+    /// The attempts that were retried, in order (written only when there were any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<RetriedAttempt>,
     /// Full log on disk (stdout and stderr interleaved).
     pub log_path: Option<PathBuf>,
     /// Where the result files were extracted.
@@ -93,6 +100,8 @@ impl SuiteReport {
             finished_at: None,
             duration: Duration::ZERO,
             attempts: 0,
+            flaky: false,
+            retried: Vec::new(),
             log_path: None,
             results_dir: None,
             result_files: Vec::new(),
@@ -100,6 +109,17 @@ impl SuiteReport {
             output: CapturedOutput::default(),
         }
     }
+}
+
+/// An attempt that ended in an infrastructure error and was tried again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetriedAttempt {
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+    /// The infrastructure error that ended it.
+    pub reason: String,
 }
 
 /// A selected suite whose file could not be read: reported, never run.

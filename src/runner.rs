@@ -59,6 +59,7 @@ pub async fn run_suite<E: Engine>(
     events: &EventSender,
 ) -> SuiteReport {
     let mut attempt = 1;
+    let mut retried = Vec::new();
     loop {
         let _ = events.send(Event::SuiteStarted {
             name: suite.name.clone(),
@@ -70,8 +71,10 @@ pub async fn run_suite<E: Engine>(
         } = run_attempt(engine, suite, ctx, stop, attempt).await;
         report.attempts = attempt;
         if !(retryable && attempt <= suite.retries && !stop.is_stopped()) {
+            crate::retries::record(&mut report, retried);
             return report;
         }
+        retried.push(crate::retries::retried_attempt(&report));
         let _ = events.send(Event::SuiteRetrying {
             name: suite.name.clone(),
             attempt,

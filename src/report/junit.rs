@@ -62,7 +62,7 @@ pub fn test_suite(run: &RunReport, suite: &SuiteReport, cases: Vec<TestCase>) ->
     }
     ts.set_time(suite.duration);
     ts.add_properties(properties(run, suite));
-    ts.add_test_cases(cases);
+    ts.add_test_cases(crate::retries::junit_reruns(cases, suite));
     ts
 }
 
