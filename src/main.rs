@@ -47,7 +47,9 @@ enum Command {
     },
     /// Run the selected suites (all of them without --suite or --tag).
     Run(RunArgs),
-    /// Remove every container, volume and network left by Phalanx runs.
+    /// Remove every container, volume and network of Phalanx runs, including runs still
+    /// going on this engine (use --run for one run). Leftovers of killed runs alone are
+    /// removed by every `run` and `clean` anyway.
     Clean {
         /// Only what this run left (its id is in run.json and in the container labels).
         #[arg(long = "run", value_name = "RUN_ID")]
@@ -230,6 +232,7 @@ fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
 
 async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
     let engine = connect().await?;
+    remove_orphans(&engine).await;
     let removed = engine
         .remove_labelled(run_id)
         .await
@@ -238,6 +241,18 @@ async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
         "removed {removed} container(s) left by Phalanx runs, with their volumes and networks"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes what killed Phalanx processes left on the engine (never a live run's objects)
+/// and says how many containers that was; a failure only warns.
+async fn remove_orphans(engine: &DockerEngine) {
+    match phalanx::engine::orphans::remove_orphans(engine.client()).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "phalanx: removed {n} container(s) left by earlier Phalanx runs that were killed"
+        ),
+        Err(e) => eprintln!("phalanx: warning: could not look for leftovers of killed runs: {e}"),
+    }
 }
 
 async fn connect() -> Result<DockerEngine, Failure> {
@@ -291,6 +306,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     };
     let report = match connect().await {
         Ok(engine) => {
+            remove_orphans(&engine).await;
             let mut report = execute(engine, plan, args.progress).await;
             if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
                 eprintln!("error: {note}");

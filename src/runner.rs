@@ -303,6 +303,11 @@ fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpe
     let labels = [
         (RUN_LABEL.to_string(), ctx.run_id.clone()),
         (SUITE_LABEL.to_string(), suite.name.clone()),
+        // Lets a later run tell what this process left if it is killed (engine::orphans).
+        (
+            crate::engine::orphans::OWNER_LABEL.to_string(),
+            crate::engine::orphans::owner_label(),
+        ),
     ];
     ContainerSpec {
         name: format!("phalanx-{}-{}-{attempt}", ctx.run_id, suite.name),

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod lost;
 pub mod masks;
 pub mod memory;
+pub mod orphans;
 
 use std::collections::HashMap;
 use std::future::Future;
