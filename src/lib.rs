@@ -17,3 +17,4 @@ pub mod retries;
 pub mod run;
 pub mod runner;
 pub mod schedule;
+pub mod secrets;

@@ -273,6 +273,7 @@ struct ReportPaths {
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
     let loaded = load_suites(project, &args.suites)?;
     let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    phalanx::secrets::protect(&suites);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
     let dir = args

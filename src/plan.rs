@@ -139,6 +139,7 @@ mod tests {
             build: None,
             command: None,
             env: BTreeMap::new(),
+            secret_env: Default::default(),
             timeout: Duration::from_secs(60),
             retries: 0,
             weight: 1,

@@ -69,6 +69,7 @@ pub async fn run_suite<E: Engine>(
             mut report,
             retryable,
         } = run_attempt(engine, suite, ctx, stop, attempt).await;
+        crate::secrets::scrub_report(&mut report, suite);
         report.attempts = attempt;
         if !(retryable && attempt <= suite.retries && !stop.is_stopped()) {
             crate::retries::record(&mut report, retried);
@@ -161,7 +162,7 @@ async fn run_container<E: Engine>(
     }
     // Follow the output from the start so nothing is missed, in its own task so a chatty
     // suite never slows the wait.
-    let logs = engine.logs(id);
+    let logs = crate::secrets::redact_logs(engine.logs(id), suite);
     let pump = tokio::spawn(pump_logs(logs, capture));
 
     let ending = wait_or_stop(engine, suite, stop, id).await;

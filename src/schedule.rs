@@ -192,6 +192,7 @@ mod tests {
             build: None,
             command: Some(script.iter().map(|s| s.to_string()).collect()),
             env: BTreeMap::new(),
+            secret_env: Default::default(),
             timeout: Duration::from_secs(60),
             retries: 0,
             weight: 1,

@@ -18,6 +18,38 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+/// Suites for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A plain exit-code suite named `name` with the default policy and no env.
+    pub fn suite(name: &str) -> Suite {
+        let project = ProjectConfig::default();
+        Suite {
+            name: name.into(),
+            description: String::new(),
+            tags: Vec::new(),
+            image: "img".into(),
+            build: None,
+            command: None,
+            env: BTreeMap::new(),
+            secret_env: BTreeSet::new(),
+            timeout: project.timeout,
+            retries: 0,
+            weight: 1,
+            results: ResultsSpec {
+                format: ResultFormat::ExitCode,
+                path: DEFAULT_RESULTS_PATH.into(),
+                ok_exit_codes: vec![0],
+                fail_on: project.fail_on,
+            },
+            policy: Policy::default(),
+            source: PathBuf::from("suites/test.toml"),
+        }
+    }
+}
+
 pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use project_file::load_project;
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites};
@@ -25,7 +57,7 @@ pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
 
 pub(crate) use suggest::closest;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +75,9 @@ pub struct Suite {
     /// Command to run; `None` keeps the image's own entrypoint/cmd.
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
+    /// Names of the `env` entries whose values are secret (`{ from_env = …, secret = true }`):
+    /// passed to the container, redacted from every log and report (`crate::secrets`).
+    pub secret_env: BTreeSet<String>,
     pub timeout: Duration,
     pub retries: u32,
     /// Concurrency slots this suite occupies (at least 1).
@@ -68,6 +103,16 @@ pub enum ResultFormat {
     Sarif,
     Junit,
     ExitCode,
+}
+
+impl Suite {
+    /// The values of the suite's secret environment entries.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secret_env
+            .iter()
+            .filter_map(|name| self.env.get(name))
+            .map(String::as_str)
+    }
 }
 
 /// The container policy a suite runs under, after merging its own `[policy]` over the

@@ -170,6 +170,12 @@ fn resolve(
         None => (stem_name(src, stem)?, Location { line: 1, column: 1 }),
     };
     let folder = src.path.parent().unwrap_or(Path::new(""));
+    let env = raw.env.unwrap_or_default();
+    let secret_env = env
+        .iter()
+        .filter(|(_, v)| matches!(v, EnvValue::FromEnv { secret: true, .. }))
+        .map(|(name, _)| name.0.clone())
+        .collect();
     let suite = Suite {
         name,
         description: raw.description.unwrap_or_default(),
@@ -182,12 +188,8 @@ fn resolve(
         image: raw.image.0,
         build: raw.build.map(|b| folder.join(b.0)),
         command: raw.command.map(|c| c.0),
-        env: raw
-            .env
-            .unwrap_or_default()
-            .into_iter()
-            .map(env_entry)
-            .collect(),
+        env: env.into_iter().map(env_entry).collect(),
+        secret_env,
         timeout: raw.timeout.map_or(project.timeout, |t| t.0),
         retries: raw.retries.map_or(0, |r| r.0 as u32),
         weight: raw.weight.map_or(1, |w| w.0 as u32),
@@ -217,6 +219,7 @@ fn stem_name(src: &Source<'_>, stem: &str) -> Result<String, ConfigError> {
 fn env_entry((name, value): (EnvName, EnvValue)) -> (String, String) {
     match value {
         EnvValue::Literal(text) => (name.0, text),
+        EnvValue::FromEnv { value, .. } => (name.0, value),
     }
 }
 

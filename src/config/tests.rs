@@ -273,12 +273,37 @@ fn top_level_value_rules() {
         (
             "env = { A = 1 }\n",
             "env.A",
-            "expected a string, found integer `1`",
+            "expected a string, or a table such as { from_env = \"CI_TOKEN\", secret = true }, found integer `1`",
         ),
         (
-            "env = { A = { from_env = \"B\" } }\n",
+            "env = { A = { from_env = \"PHALANX_TEST_UNSET_7f3c\" } }\n",
             "env.A",
-            "expected a string, found a table",
+            "the host environment variable `PHALANX_TEST_UNSET_7f3c` (from_env) is not set",
+        ),
+        (
+            "env = { A = { from_env = \"PATH\", secret = \"yes\" } }\n",
+            "env.A",
+            "expected a boolean",
+        ),
+        (
+            "env = { A = { from = \"PATH\" } }\n",
+            "env.A",
+            "unknown field `from`",
+        ),
+        (
+            "env = { A = { secret = true } }\n",
+            "env.A",
+            "missing field `from_env`",
+        ),
+        (
+            "env = { A = { from_env = \"X=Y\" } }\n",
+            "env.A",
+            "to name a host environment variable",
+        ),
+        (
+            "env = { A = [\"x\"] }\n",
+            "env.A",
+            "expected a string, or a table",
         ),
         ("env = { \"A=B\" = \"x\" }\n", "env.A=B", "without `=`"),
         ("timeout = \"0s\"\n", "timeout", "greater than zero"),
@@ -736,4 +761,42 @@ fn shipped_fixtures_load() {
             .iter()
             .all(|e| e.suite.as_deref() == Some("broken"))
     );
+}
+
+#[test]
+fn env_values_can_come_from_the_host_and_be_secret() {
+    // PATH is set wherever tests run; setting variables here would race other tests.
+    let path = std::env::var("PATH").unwrap();
+    let suite = only_suite(
+        Project::new(&[(
+            "s.toml",
+            "image = \"x\"\nenv = { TOKEN = { from_env = \"PATH\", secret = true }, \
+             SEARCH = { from_env = \"PATH\" }, PLAIN = \"1\" }\n",
+        )])
+        .load(),
+    );
+    assert_eq!(suite.env["TOKEN"], path);
+    assert_eq!(suite.env["SEARCH"], path);
+    assert_eq!(suite.env["PLAIN"], "1");
+    assert_eq!(
+        suite.secret_env.iter().collect::<Vec<_>>(),
+        vec!["TOKEN"],
+        "only entries marked secret are secret"
+    );
+    assert_eq!(
+        suite.secret_values().collect::<Vec<_>>(),
+        vec![path.as_str()]
+    );
+}
+
+#[test]
+fn every_missing_host_variable_is_reported() {
+    let errors = errors_of(
+        "image = \"x\"\nenv = { A = { from_env = \"PHALANX_TEST_UNSET_1\" } }\n\
+         [policy]\nmemory = \"1k\"\n",
+    );
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{shown:#?}");
+    assert!(shown[0].contains("s.toml:2:") && shown[0].contains("PHALANX_TEST_UNSET_1"));
+    assert!(shown[1].contains("s.toml:4:") && shown[1].contains("policy.memory"));
 }

@@ -400,27 +400,82 @@ impl<'de> Deserialize<'de> for EnvName {
     }
 }
 
-/// The value of an `env` entry.
-///
-/// Only literal strings for now. It is an enum with its own visitor so that the planned
-/// table form, `{ from_env = "X", secret = true }`, can be added as a `visit_map` arm
-/// without touching the suite format's other code.
+/// The value of an `env` entry: a literal string, or a table taking the value from the host
+/// environment when the suite file is loaded, `{ from_env = "CI_TOKEN", secret = true }`.
+/// A secret value is redacted from everything Phalanx writes (see `crate::secrets`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EnvValue {
     Literal(String),
+    FromEnv {
+        /// The host variable it was read from.
+        var: String,
+        value: String,
+        secret: bool,
+    },
+}
+
+const ENV_VALUE_EXPECTING: &str =
+    "a string, or a table such as { from_env = \"CI_TOKEN\", secret = true }";
+
+/// The table form as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromEnvTable {
+    from_env: String,
+    secret: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked_str(d, "a string", |s| {
-            if s.contains('\0') {
-                Err(format!(
-                    "expected a string without NUL characters, found {s:?}"
-                ))
-            } else {
-                Ok(EnvValue::Literal(s.to_owned()))
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ENV_VALUE_EXPECTING)
             }
-        })
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<EnvValue, E> {
+                if s.contains('\0') {
+                    Err(E::custom(format!(
+                        "expected a string without NUL characters, found {s:?}"
+                    )))
+                } else {
+                    Ok(EnvValue::Literal(s.to_owned()))
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
+                let table = FromEnvTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map_err(|e| {
+                    // Not starting with serde's "unknown field": that is about the
+                    // suite's own keys (see `de.rs`); this is inside one env value.
+                    de::Error::custom(format!("expected {ENV_VALUE_EXPECTING}: {e}"))
+                })?;
+                from_host(&table.from_env, table.secret.unwrap_or(false)).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads `var` from the host environment, where Phalanx runs.
+fn from_host(var: &str, secret: bool) -> Result<EnvValue, String> {
+    if var.is_empty() || var.contains(['=', '\0']) {
+        return Err(format!(
+            "expected `from_env` to name a host environment variable, found {var:?}"
+        ));
+    }
+    match std::env::var(var) {
+        Ok(value) => Ok(EnvValue::FromEnv {
+            var: var.to_owned(),
+            value,
+            secret,
+        }),
+        Err(std::env::VarError::NotPresent) => Err(format!(
+            "the host environment variable `{var}` (from_env) is not set; set it where \
+             Phalanx runs, or remove this entry"
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "the host environment variable `{var}` (from_env) is not valid UTF-8"
+        )),
     }
 }
 

@@ -48,6 +48,8 @@ pub fn one_line(s: &str, max_chars: usize) -> String {
 /// within one filesystem), is flushed to disk, then renamed over `path`.
 /// Parent directories are created as needed.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    // The last line of defence for secret values: see `crate::secrets`.
+    let bytes = &*crate::secrets::scrub_text(bytes);
     let err = |error| ReportError::Write {
         path: path.to_path_buf(),
         error,
