@@ -51,8 +51,8 @@ pub(crate) mod tests_support {
 }
 
 pub use error::{ConfigError, ConfigErrorKind, Location};
-pub use project_file::load_project;
-pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites};
+pub use project_file::{load_project, parse_project};
+pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
 pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
 
 pub(crate) use suggest::closest;

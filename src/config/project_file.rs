@@ -43,9 +43,15 @@ pub fn load_project(path: &Path) -> Result<ProjectConfig, ConfigError> {
             ));
         }
     };
+    parse_project(path, &text)
+}
+
+/// Reads a project file's `text` as if it were the file at `path` (which names the file in
+/// errors and anchors relative paths). For callers that have the text, such as fuzzers.
+pub fn parse_project(path: &Path, text: &str) -> Result<ProjectConfig, ConfigError> {
     let src = Source {
         path,
-        text: &text,
+        text,
         what: "project",
     };
     let (root, syntax_errors) = src.parse();

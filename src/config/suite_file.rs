@@ -115,24 +115,48 @@ fn suite_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<ConfigError>), ConfigErr
 
 /// Reads and validates one suite file; every error carries the presumed suite name.
 fn load_suite_file(path: &Path, project: &ProjectConfig) -> Result<Parsed, Vec<ConfigError>> {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let with_suite = |errors: Vec<ConfigError>, suite: &str| {
-        let tag = |e: ConfigError| ConfigError {
-            suite: Some(suite.to_owned()),
-            ..e
-        };
-        errors.into_iter().map(tag).collect::<Vec<_>>()
-    };
     let text = std::fs::read_to_string(path).map_err(|e| {
         let error = ConfigError::io(path, format!("cannot read the suite file: {e}"));
-        with_suite(vec![error], &stem)
+        with_suite(vec![error], &stem_of(path))
     })?;
+    parse_suite_text(path, &text, project)
+}
+
+/// Reads a suite file's `text` as if it were the file at `path` (which names the file in
+/// errors, gives the default suite name and anchors `build`). For callers that have the
+/// text, such as fuzzers. Every error is returned, each naming its line and key.
+pub fn parse_suite(
+    path: &Path,
+    text: &str,
+    project: &ProjectConfig,
+) -> Result<Suite, Vec<ConfigError>> {
+    parse_suite_text(path, text, project).map(|parsed| parsed.suite)
+}
+
+fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Files every error under the presumed suite name.
+fn with_suite(errors: Vec<ConfigError>, suite: &str) -> Vec<ConfigError> {
+    let tag = |e: ConfigError| ConfigError {
+        suite: Some(suite.to_owned()),
+        ..e
+    };
+    errors.into_iter().map(tag).collect()
+}
+
+fn parse_suite_text(
+    path: &Path,
+    text: &str,
+    project: &ProjectConfig,
+) -> Result<Parsed, Vec<ConfigError>> {
+    let stem = stem_of(path);
     let src = Source {
         path,
-        text: &text,
+        text,
         what: "suite",
     };
     let (root, syntax_errors) = src.parse();
