@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
 
 use crate::collect::{self, CaptureLimits, ExtractLimits, OutputCapture};
 use crate::config::Suite;
 use crate::engine::{ContainerSpec, Engine, EngineError, ExitStatus, RUN_LABEL};
 use crate::event::{Event, EventSender};
 use crate::findings::verdict::{self, Evidence};
-use crate::outcome::{CapturedOutput, Outcome, SuiteReport};
+use crate::outcome::{Outcome, SuiteReport};
 use crate::schedule::{StopReason, StopSignal};
 
 /// Label naming the suite a container belongs to.
@@ -22,8 +21,6 @@ pub const SUITE_LABEL: &str = "phalanx.suite";
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// Interrupted runs stop faster: the user is waiting.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
-/// How long to wait for the log stream to drain once the container has stopped.
-const LOG_DRAIN: Duration = Duration::from_secs(30);
 
 /// What every suite of one run shares.
 #[derive(Debug, Clone)]
@@ -163,18 +160,18 @@ async fn run_container<E: Engine>(
     // Follow the output from the start so nothing is missed, in its own task so a chatty
     // suite never slows the wait.
     let logs = crate::secrets::redact_logs(engine.logs(id), suite);
-    let pump = tokio::spawn(pump_logs(logs, capture));
+    let pump = crate::collect::pump::LogPump::spawn(logs, capture);
 
     let ending = wait_or_stop(engine, suite, stop, id).await;
     let (status, ending) = match ending {
         Ok(Ending::Exited(status)) => (Some(status), None),
         Ok(other) => (engine.wait(id).await.ok(), Some(other)),
         Err(e) => {
-            report.output = drain(pump).await;
+            report.output = pump.finish().await;
             return engine_failure(report, clock, e);
         }
     };
-    report.output = drain(pump).await;
+    report.output = pump.finish().await;
     report.exit_code = status.map(|s| s.code);
 
     let found = collect_results(engine, suite, ctx, id, &mut report).await;
@@ -244,31 +241,6 @@ async fn wait_or_stop<E: Engine>(
             };
             engine.stop(id, grace).await?;
             Ok(Ending::Stopped(reason))
-        }
-    }
-}
-
-async fn pump_logs(
-    mut logs: futures::stream::BoxStream<'static, Result<crate::engine::LogChunk, EngineError>>,
-    mut capture: OutputCapture,
-) -> CapturedOutput {
-    while let Some(Ok(chunk)) = logs.next().await {
-        if capture.push(chunk).await.is_err() {
-            break;
-        }
-    }
-    capture.finish().await.unwrap_or_default()
-}
-
-/// Waits for the log pump; a stream that never closes is cut off rather than hang the run.
-async fn drain(pump: tokio::task::JoinHandle<CapturedOutput>) -> CapturedOutput {
-    let abort = pump.abort_handle();
-    match tokio::time::timeout(LOG_DRAIN, pump).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(_)) => CapturedOutput::default(),
-        Err(_) => {
-            abort.abort();
-            CapturedOutput::default()
         }
     }
 }

@@ -93,6 +93,16 @@ impl OutputCapture {
             .map_err(|e| with_path(e, "writing", &self.path))
     }
 
+    /// Writes a line of Phalanx's own to the log, past the cap if need be (a note on why the
+    /// output ends where it does).
+    pub async fn note(&mut self, text: &str) -> io::Result<()> {
+        let line = format!("\n[phalanx: {text}]\n");
+        self.log
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| with_path(e, "writing", &self.path))
+    }
+
     /// Flushes the log and returns the in-memory head and tail of each stream.
     pub async fn finish(mut self) -> io::Result<CapturedOutput> {
         self.log

@@ -8,6 +8,7 @@
 
 mod capture;
 mod extract;
+pub mod pump;
 
 pub use capture::{CaptureLimits, OutputCapture, log_path};
 pub use extract::{CollectError, ExtractLimits, Extracted, extract_results};
