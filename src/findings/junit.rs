@@ -36,6 +36,8 @@ pub enum JunitError {
         position: u64,
         source: quick_xml::Error,
     },
+    #[error("{} ends before <{element}> is closed: the file is truncated", path.display())]
+    Truncated { path: PathBuf, element: String },
     #[error("{} is not a JUnit report: {problem}", path.display())]
     NotJunit { path: PathBuf, problem: String },
     #[error("{} is not a valid JUnit report: {source}", path.display())]
@@ -117,6 +119,9 @@ fn normalise(reader: impl BufRead, path: &Path) -> Result<Vec<u8>, JunitError> {
     let mut buf = Vec::new();
     // None until the root element is seen; then whether it was wrapped.
     let mut wrapped: Option<bool> = None;
+    // Elements still open: quick-xml stops quietly at the end of input, and a file cut off
+    // after a complete tag must still be reported as cut off.
+    let mut open: Vec<Vec<u8>> = Vec::new();
     loop {
         let event = reader
             .read_event_into(&mut buf)
@@ -138,11 +143,24 @@ fn normalise(reader: impl BufRead, path: &Path) -> Result<Vec<u8>, JunitError> {
         }
         match event {
             Event::Eof => break,
-            Event::Start(e) => write(&mut writer, Event::Start(fix_attributes(&e))),
+            Event::Start(e) => {
+                open.push(e.name().as_ref().to_vec());
+                write(&mut writer, Event::Start(fix_attributes(&e)));
+            }
+            Event::End(e) => {
+                open.pop();
+                write(&mut writer, Event::End(e));
+            }
             Event::Empty(e) => write(&mut writer, Event::Empty(fix_attributes(&e))),
             other => write(&mut writer, other),
         }
         buf.clear();
+    }
+    if let Some(element) = open.last() {
+        return Err(JunitError::Truncated {
+            path: path.to_path_buf(),
+            element: String::from_utf8_lossy(element).into_owned(),
+        });
     }
     match wrapped {
         None => Err(JunitError::NotJunit {
