@@ -52,7 +52,10 @@ fn pytest_cases_and_counts_are_carried_over() {
             ..
         } => {
             assert_eq!(message.as_deref(), Some("AssertionError: assert False"));
-            assert!(description.as_deref().unwrap().contains("> "), "{description:?}");
+            assert!(
+                description.as_deref().unwrap().contains("> "),
+                "{description:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -87,7 +90,10 @@ fn malformed_xml_is_an_error_with_its_position() {
     let e = err("invalid.xml");
     assert!(matches!(e, JunitError::Xml { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("invalid.xml") && msg.contains("not well-formed XML"), "{msg}");
+    assert!(
+        msg.contains("invalid.xml") && msg.contains("not well-formed XML"),
+        "{msg}"
+    );
 }
 
 #[test]

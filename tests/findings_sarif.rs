@@ -66,9 +66,17 @@ fn bandit_levels_absolute_target_paths_and_keys_in_any_order() {
             row("B602", Severity::High, "app/run.py:17"),
         ]
     );
-    let declared: Vec<_> = f.rules.iter().filter(|r| r.declared).map(|r| &r.id).collect();
+    let declared: Vec<_> = f
+        .rules
+        .iter()
+        .filter(|r| r.declared)
+        .map(|r| &r.id)
+        .collect();
     assert_eq!(declared, ["B105", "B602", "B101"]);
-    assert_eq!(f.rules[0].name.as_deref(), Some("hardcoded_password_string"));
+    assert_eq!(
+        f.rules[0].name.as_deref(),
+        Some("hardcoded_password_string")
+    );
     let first = &f.findings[0];
     assert_eq!(first.location.as_ref().unwrap().start_column, Some(16));
     assert!(!first.suppressed);
@@ -138,7 +146,11 @@ fn semgrep_nosem_suppressions_and_declared_clean_rules() {
 fn gitleaks_without_levels_is_medium_and_empty_fingerprints_are_ignored() {
     let f = read("gitleaks.sarif");
     assert!(f.findings.iter().all(|x| x.severity == Severity::Medium));
-    let prints: BTreeSet<String> = f.findings.iter().map(|x| x.fingerprint.to_string()).collect();
+    let prints: BTreeSet<String> = f
+        .findings
+        .iter()
+        .map(|x| x.fingerprint.to_string())
+        .collect();
     assert_eq!(prints.len(), 2, "{prints:?}");
     assert!(
         prints.iter().all(|p| !p.contains(':')),
@@ -164,7 +176,11 @@ fn several_runs_keep_their_tools_apart() {
             row("CKV_DOCKER_2", Severity::High, "Dockerfile:1"),
         ]
     );
-    let origins: Vec<_> = f.findings.iter().map(|x| (x.origin.run, x.origin.result)).collect();
+    let origins: Vec<_> = f
+        .findings
+        .iter()
+        .map(|x| (x.origin.run, x.origin.result))
+        .collect();
     assert_eq!(origins, [(0, 0), (0, 1), (0, 2), (1, 0)]);
 }
 
@@ -220,14 +236,15 @@ fn only_suppressions_in_effect_suppress() {
     assert!(!s("rejected is not"));
     assert!(!s("accepted and rejected"));
     assert!(!s("empty list"));
+    assert!(s("schema spelling state accepted"));
     assert_eq!(
         by_message(&f, "accepted external").justification.as_deref(),
         Some("false positive, reviewed by alice")
     );
     // Suppressed findings are counted, but never gate.
     let summary = f.summary(Severity::High);
-    assert_eq!((summary.total, summary.blocking), (6, 4));
-    assert_eq!(summary.suppressed.high, 2);
+    assert_eq!((summary.total, summary.blocking), (7, 4));
+    assert_eq!(summary.suppressed.high, 3);
 }
 
 #[test]
@@ -244,7 +261,12 @@ fn only_kind_fail_is_a_finding() {
 #[test]
 fn uris_become_repo_relative() {
     let f = read("uris.sarif");
-    let path = |text: &str| by_message(&f, text).location.as_ref().map(|l| l.path.clone());
+    let path = |text: &str| {
+        by_message(&f, text)
+            .location
+            .as_ref()
+            .map(|l| l.path.clone())
+    };
     assert_eq!(path("file uri").as_deref(), Some("src/a.py"));
     assert_eq!(path("relative").as_deref(), Some("src/b.py"));
     assert_eq!(path("dot relative").as_deref(), Some("src/c.py"));
@@ -255,7 +277,10 @@ fn uris_become_repo_relative() {
         path("outside the target").as_deref(),
         Some("/usr/lib/python3/os.py")
     );
-    assert_eq!(path("artifact index only").as_deref(), Some("from/artifact.py"));
+    assert_eq!(
+        path("artifact index only").as_deref(),
+        Some("from/artifact.py")
+    );
     assert_eq!(path("no location"), None);
     assert_eq!(path("empty locations"), None);
 }
@@ -265,7 +290,10 @@ fn fingerprints_survive_code_moving_down_ten_lines() {
     let before = read("moved/before.sarif");
     let after = read("moved/after.sarif");
     let prints = |f: &SuiteFindings| -> Vec<String> {
-        f.findings.iter().map(|x| x.fingerprint.to_string()).collect()
+        f.findings
+            .iter()
+            .map(|x| x.fingerprint.to_string())
+            .collect()
     };
     let (old, new) = (prints(&before), prints(&after));
     assert_eq!(new.len(), old.len() + 1);
@@ -332,15 +360,24 @@ fn several_files_are_one_suite() {
 #[test]
 fn invalid_sarif_is_an_error_naming_the_file_and_what_was_expected() {
     let cases = [
-        ("invalid/not-json.sarif", "expected value at line 1 column 1"),
+        (
+            "invalid/not-json.sarif",
+            "expected value at line 1 column 1",
+        ),
         ("invalid/truncated.sarif", "EOF while parsing"),
         ("invalid/trailing-garbage.sarif", "trailing characters"),
-        ("invalid/wrong-version.sarif", "version `2.0.0` is not supported"),
+        (
+            "invalid/wrong-version.sarif",
+            "version `2.0.0` is not supported",
+        ),
         ("invalid/no-runs.sarif", "missing field `runs`"),
         ("invalid/no-driver-name.sarif", "missing field `name`"),
         ("invalid/no-message.sarif", "missing field `message`"),
         ("invalid/bad-level.sarif", "unknown variant `critical`"),
-        ("invalid/bad-rule-index.sarif", "ruleIndex 5 is out of range"),
+        (
+            "invalid/bad-rule-index.sarif",
+            "ruleIndex 5 is out of range",
+        ),
         ("invalid/no-results.sarif", "has no `results`"),
         (
             "invalid/execution-failed.sarif",
@@ -350,7 +387,10 @@ fn invalid_sarif_is_an_error_naming_the_file_and_what_was_expected() {
     for (name, expected) in cases {
         let message = read_err(name);
         assert!(message.contains(expected), "{name}: {message}");
-        assert!(message.contains(name), "{name}: the error names the file: {message}");
+        assert!(
+            message.contains(name),
+            "{name}: the error names the file: {message}"
+        );
     }
 }
 

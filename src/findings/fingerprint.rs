@@ -212,12 +212,18 @@ mod tests {
             normalise_message("Hardcoded  password at line 12", &lines),
             "Hardcoded password at line #"
         );
-        assert_eq!(normalise_message("see app.py:12:5", &lines), "see app.py:#:5");
+        assert_eq!(
+            normalise_message("see app.py:12:5", &lines),
+            "see app.py:#:5"
+        );
         assert_eq!(normalise_message("L12: bad", &lines), "L#: bad");
         assert_eq!(normalise_message("Line #12.", &lines), "Line ##.");
         // Numbers that are not this finding's line, or are part of a word, stay.
         assert_eq!(normalise_message("line 13", &lines), "line 13");
-        assert_eq!(normalise_message("CVE-2021-12 found", &lines), "CVE-2021-12 found");
+        assert_eq!(
+            normalise_message("CVE-2021-12 found", &lines),
+            "CVE-2021-12 found"
+        );
         assert_eq!(normalise_message("12 secrets", &lines), "12 secrets");
     }
 

@@ -111,7 +111,11 @@ fn normalise_segments(path: &str) -> String {
         }
     }
     let joined = parts.join("/");
-    if absolute { format!("/{joined}") } else { joined }
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 /// `%20` → space; malformed escapes are kept as written. Invalid UTF-8 after decoding is
@@ -186,15 +190,15 @@ mod tests {
     #[test]
     fn base_ids_are_followed() {
         let mut bases = BaseIds::new();
-        bases.insert(
-            "SRCROOT".into(),
-            (Some("src/".into()), Some("ROOT".into())),
-        );
+        bases.insert("SRCROOT".into(), (Some("src/".into()), Some("ROOT".into())));
         bases.insert("ROOT".into(), (Some("file:///target/".into()), None));
         bases.insert("LOOP".into(), (Some("x/".into()), Some("LOOP".into())));
         assert_eq!(resolve("app.py", Some("SRCROOT"), &bases), "src/app.py");
         assert_eq!(resolve("app.py", Some("UNKNOWN"), &bases), "app.py");
-        assert_eq!(resolve("/abs/app.py", Some("SRCROOT"), &bases), "/abs/app.py");
+        assert_eq!(
+            resolve("/abs/app.py", Some("SRCROOT"), &bases),
+            "/abs/app.py"
+        );
         // A cycle ends instead of recursing forever.
         assert!(resolve("a.py", Some("LOOP"), &bases).ends_with("a.py"));
     }

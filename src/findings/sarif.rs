@@ -12,7 +12,8 @@
 //! - `level` defaults to the rule's `defaultConfiguration.level`, then `warning`;
 //! - only `kind: fail` (the default) is a finding; `notApplicable` is remembered per rule;
 //! - a result is suppressed when it has suppressions and none is `underReview` or
-//!   `rejected` (a suppression without `status` is in effect, as Semgrep writes `nosem`);
+//!   `rejected` (a suppression without `status` is in effect, as Semgrep writes `nosem`;
+//!   the schema's misspelling `state` is read too);
 //! - a run without `results`, or whose invocation says it did not succeed, means the tool
 //!   did not run properly: an error, never a clean pass.
 
@@ -23,10 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use super::Severity;
 use super::fingerprint::{self, Basis, Digest16, Occurrences};
 use super::model::{Finding, Location, Origin, Rule, SuiteFindings, Tool};
 use super::path::{self, BaseIds};
-use super::Severity;
 
 /// Rule id used for results that name no rule at all.
 pub const NO_RULE: &str = "(no rule id)";
@@ -310,10 +311,20 @@ enum SuppressionStatus {
     Rejected,
 }
 
+/// SARIF 2.1.0 names the field `status`; the published JSON schema misspells it `state`
+/// (oasis-tcs/sarif-spec#449), and tools generated from that schema write `state`. Both
+/// are read, `status` first.
 #[derive(Deserialize)]
 struct RawSuppression {
     status: Option<SuppressionStatus>,
+    state: Option<SuppressionStatus>,
     justification: Option<String>,
+}
+
+impl RawSuppression {
+    fn status(&self) -> Option<&SuppressionStatus> {
+        self.status.as_ref().or(self.state.as_ref())
+    }
 }
 
 /// `"7.5"` or `7.5` → 7.5; anything else → none.
@@ -337,7 +348,10 @@ fn first_location<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawLocation>
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let first = seq.next_element()?;
             while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
             Ok(first)
@@ -458,7 +472,13 @@ impl Builder {
         }
         let rule_ids = components
             .iter()
-            .map(|c| c.rules.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect())
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.id.as_str(), i))
+                    .collect()
+            })
             .collect();
         let bases = bases
             .into_iter()
@@ -511,7 +531,12 @@ impl Builder {
         index
     }
 
-    fn add_result(&mut self, raw: RawResult, ctx: &RunContext, origin: Origin) -> Result<(), String> {
+    fn add_result(
+        &mut self,
+        raw: RawResult,
+        ctx: &RunContext,
+        origin: Origin,
+    ) -> Result<(), String> {
         let (rule_id, rule) = resolve_rule(&raw, ctx)?;
         let rule_index = self.rule(ctx.tool, &rule_id, rule, false);
         match raw.kind.unwrap_or(Kind::Fail) {
@@ -544,7 +569,12 @@ impl Builder {
             .and_then(|l| l.physical_location.as_ref());
         let location = region.and_then(|p| location(p, ctx));
         let message = message_text(raw.message, rule);
-        let basis = basis(&raw.fingerprints, &raw.partial_fingerprints, region, &message);
+        let basis = basis(
+            &raw.fingerprints,
+            &raw.partial_fingerprints,
+            region,
+            &message,
+        );
         let path = location.as_ref().map_or("", |l| l.path.as_str());
         let fingerprint = self
             .occurrences
@@ -577,7 +607,9 @@ fn check_invocations(invocations: &[RawInvocation]) -> Result<(), String> {
         .find_map(|n| n.message.as_ref().and_then(|m| m.text.as_deref()))
         .map(|t| format!(": {t}"))
         .unwrap_or_default();
-    Err(format!("the tool reported that it did not run successfully{said}"))
+    Err(format!(
+        "the tool reported that it did not run successfully{said}"
+    ))
 }
 
 /// The result's rule: its id and, when the tool declared it, its descriptor.
@@ -591,7 +623,10 @@ fn resolve_rule<'a>(
         .rule_index
         .or(reference.and_then(|r| r.index))
         .filter(|i| *i >= 0);
-    let id = raw.rule_id.as_deref().or(reference.and_then(|r| r.id.as_deref()));
+    let id = raw
+        .rule_id
+        .as_deref()
+        .or(reference.and_then(|r| r.id.as_deref()));
     let rules = &ctx.components[component].rules;
     let rule = match (index, id) {
         (Some(i), _) => Some(rules.get(i as usize).ok_or_else(|| {
@@ -638,7 +673,11 @@ fn component_of(reference: Option<&RawRuleReference>, ctx: &RunContext) -> Resul
 
 /// By id in the given component first, then anywhere in the run's tool.
 fn find_rule_by_id<'a>(id: &str, component: usize, ctx: &RunContext<'a>) -> Option<&'a RawRule> {
-    let in_component = |c: usize| ctx.rule_ids[c].get(id).map(|&i| &ctx.components[c].rules[i]);
+    let in_component = |c: usize| {
+        ctx.rule_ids[c]
+            .get(id)
+            .map(|&i| &ctx.components[c].rules[i])
+    };
     in_component(component).or_else(|| (0..ctx.components.len()).find_map(in_component))
 }
 
@@ -667,7 +706,7 @@ fn suppression(suppressions: Option<&[RawSuppression]>) -> (bool, Option<String>
     };
     let in_effect = list
         .iter()
-        .all(|s| matches!(s.status, None | Some(SuppressionStatus::Accepted)));
+        .all(|s| matches!(s.status(), None | Some(SuppressionStatus::Accepted)));
     let justification = list
         .iter()
         .find_map(|s| s.justification.clone().filter(|j| !j.trim().is_empty()));
@@ -731,9 +770,9 @@ fn basis(
         (None, None) => {}
     }
     let region = physical.and_then(|p| p.region.as_ref());
-    let snippet = region
-        .and_then(|r| r.snippet)
-        .or(physical.and_then(|p| p.context_region.as_ref()).and_then(|r| r.snippet));
+    let snippet = region.and_then(|r| r.snippet).or(physical
+        .and_then(|p| p.context_region.as_ref())
+        .and_then(|r| r.snippet));
     if let Some(snippet) = snippet {
         return Basis::Snippet(snippet);
     }
