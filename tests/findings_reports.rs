@@ -43,7 +43,7 @@ fn findings_at_or_above_fail_on_fail_the_suite_and_below_do_not() {
     let reason = high.reason.as_deref().unwrap();
     assert_eq!(
         reason,
-        "1 finding at or above high (1 high), first: B602 at app/run.py:17"
+        "1 finding at or above high; worst: B602 (high) at app/run.py:17"
     );
     let critical = sarif_suite("bandit", &["bandit.sarif"], Severity::Critical);
     assert_eq!(critical.outcome, Outcome::Passed);
@@ -52,6 +52,15 @@ fn findings_at_or_above_fail_on_fail_the_suite_and_below_do_not() {
     let counts = critical.findings.as_ref().unwrap();
     assert_eq!((counts.counts.high, counts.counts.low), (1, 1));
     assert_eq!(counts.blocking, 0);
+}
+
+#[test]
+fn the_reason_names_the_worst_blocking_finding() {
+    let trivy = sarif_suite("trivy", &["trivy.sarif"], Severity::High);
+    assert_eq!(
+        trivy.reason.as_deref(),
+        Some("2 findings at or above high; worst: CVE-2021-44228 (critical) at java/pom.xml:12")
+    );
 }
 
 #[test]

@@ -216,15 +216,6 @@ impl SeverityCounts {
         Severity::DESCENDING.map(|s| self.get(s))
     }
 
-    /// Only the severities at or above `threshold`; the rest count zero.
-    pub fn at_or_above(&self, threshold: Severity) -> SeverityCounts {
-        let mut out = SeverityCounts::default();
-        for s in Severity::DESCENDING.into_iter().filter(|s| *s >= threshold) {
-            *out.slot(s) = self.get(s);
-        }
-        out
-    }
-
     pub fn merge(&mut self, other: &SeverityCounts) {
         for s in Severity::DESCENDING {
             *self.slot(s) += other.get(s);

@@ -184,32 +184,33 @@ fn has_extension(path: &Path, extensions: &[&str]) -> bool {
         .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
+/// Failed when an unsuppressed finding is at or above `fail_on`; the reason names the
+/// worst one (the first of the highest severity), which is where a reader should start.
 fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
     let fail_on = suite.results.fail_on;
-    let first = findings.blocking(fail_on).next();
-    let (outcome, reason) = match first {
-        None => (Outcome::Passed, None),
-        Some(first) => {
-            let summary = findings.summary(fail_on);
-            let counts = summary.counts.at_or_above(fail_on);
-            let rule = &findings.rule_of(first).id;
-            let at = first
-                .location
-                .as_ref()
-                .map(|l| format!(" at {l}"))
-                .unwrap_or_default();
-            let n = summary.blocking;
-            let noun = if n == 1 { "finding" } else { "findings" };
-            (
-                Outcome::Failed,
-                Some(format!(
-                    "{n} {noun} at or above {fail_on} ({counts}), first: {rule}{at}"
-                )),
-            )
-        }
-    };
+    let worst = findings
+        .blocking(fail_on)
+        .min_by_key(|f| std::cmp::Reverse(f.severity));
+    let reason = worst.map(|worst| {
+        let n = findings.blocking(fail_on).count();
+        let noun = if n == 1 { "finding" } else { "findings" };
+        let rule = &findings.rule_of(worst).id;
+        let at = worst
+            .location
+            .as_ref()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        format!(
+            "{n} {noun} at or above {fail_on}; worst: {rule} ({}){at}",
+            worst.severity
+        )
+    });
     Verdict {
-        outcome,
+        outcome: if reason.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        },
         reason,
         results: Some(SuiteResults::Sarif(findings)),
     }
