@@ -221,7 +221,7 @@ async fn judge(
         result_files: report.result_files.clone(),
         result_path_found,
     };
-    verdict::judge(suite, evidence).await.apply(report, suite);
+    verdict::judge(suite, evidence).await.apply(report);
 }
 
 async fn wait_or_stop<E: Engine>(

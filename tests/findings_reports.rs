@@ -293,6 +293,23 @@ fn junit_suites_carry_their_cases_over() {
 }
 
 #[test]
+fn carried_over_cases_cannot_break_our_xml() {
+    // A lenient tool's report: a noncharacter, a C1 control and ANSI escapes.
+    let run = run_of(vec![junit_suite("odd", &["odd-characters.xml"])]);
+    let xml = junit_xml(&run).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("our junit.xml stays well-formed");
+    let case = cases(&doc, "odd")[0];
+    assert_eq!(case.attribute("name"), Some("noncharacter  in a name"));
+    let failure = child(case, "failure").unwrap();
+    assert_eq!(failure.attribute("message"), Some("C1 control  and ANSI"));
+    assert_eq!(failure.text(), Some("body with  and ]]> end"));
+    assert_eq!(
+        child(case, "system-out").unwrap().text(),
+        Some("bold output")
+    );
+}
+
+#[test]
 fn junit_with_findings_validates_against_the_schema() {
     let run = run_of(vec![
         sarif_suite("trivy", &["trivy.sarif"], Severity::High),
@@ -300,6 +317,7 @@ fn junit_with_findings_validates_against_the_schema() {
         sarif_suite("docker", &["several-runs.sarif"], Severity::High),
         junit_suite("pytest", &["pytest.xml"]),
         junit_suite("surefire", &["surefire.xml"]),
+        junit_suite("odd", &["odd-characters.xml"]),
     ]);
     let xml = junit_xml(&run).unwrap();
     roxmltree::Document::parse(&xml).expect("well-formed");

@@ -12,7 +12,7 @@ use crate::config::{ResultFormat, Suite};
 use crate::engine::ExitStatus;
 use crate::outcome::{Outcome, SuiteReport};
 
-use super::model::{JunitResults, SuiteFindings, SuiteResults};
+use super::model::{FindingsSummary, JunitResults, SuiteFindings, SuiteResults};
 use super::{junit, sarif};
 
 /// What came back from a container that ran to its end.
@@ -35,6 +35,9 @@ pub struct Verdict {
     pub reason: Option<String>,
     /// What was read from the result files; `None` when they were not read or unreadable.
     pub results: Option<SuiteResults>,
+    /// A SARIF suite's counts for `run.json`, computed with the verdict (on the blocking
+    /// thread: it walks every finding).
+    pub findings: Option<FindingsSummary>,
 }
 
 impl Verdict {
@@ -43,20 +46,18 @@ impl Verdict {
             outcome,
             reason: Some(reason),
             results: None,
+            findings: None,
         }
     }
 
     /// Records the verdict in the suite's report: outcome, reason, the counts `run.json`
     /// shows, and the results themselves for the JUnit and SARIF writers.
-    pub fn apply(self, report: &mut SuiteReport, suite: &Suite) {
+    pub fn apply(self, report: &mut SuiteReport) {
         report.outcome = self.outcome;
         report.reason = self.reason;
-        match &self.results {
-            Some(SuiteResults::Sarif(f)) => {
-                report.findings = Some(f.summary(suite.results.fail_on));
-            }
-            Some(SuiteResults::Junit(j)) => report.tests = Some(j.counts),
-            None => {}
+        report.findings = self.findings;
+        if let Some(SuiteResults::Junit(j)) = &self.results {
+            report.tests = Some(j.counts);
         }
         report.results = self.results.map(Arc::new);
     }
@@ -103,6 +104,7 @@ pub fn decide(suite: &Suite, evidence: &Evidence) -> Verdict {
             outcome: Outcome::Passed,
             reason: None,
             results: None,
+            findings: None,
         };
     }
     let files = match files_to_read(suite, evidence) {
@@ -212,6 +214,7 @@ fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
             Outcome::Passed
         },
         reason,
+        findings: Some(findings.summary(fail_on)),
         results: Some(SuiteResults::Sarif(findings)),
     }
 }
@@ -242,6 +245,7 @@ fn junit_verdict(results: JunitResults) -> Verdict {
         },
         reason,
         results: Some(SuiteResults::Junit(results)),
+        findings: None,
     }
 }
 

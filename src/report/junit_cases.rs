@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, XmlString};
 
 use super::junit::{attach_output, xml_text};
 use crate::findings::{Finding, JunitResults, Rule, Severity, SuiteFindings};
@@ -49,9 +49,9 @@ pub fn rule_cases(suite: &SuiteReport, findings: &SuiteFindings) -> Vec<TestCase
     cases
 }
 
-/// The suite's own cases, carried over as they were.
+/// The suite's own cases, carried over as they were, their text made XML-safe like ours.
 pub fn carried_cases(suite: &SuiteReport, results: &JunitResults) -> Vec<TestCase> {
-    let mut cases = results.cases.clone();
+    let mut cases: Vec<TestCase> = results.cases.iter().map(sanitised).collect();
     if cases.is_empty() {
         cases.push(lone_case(
             suite,
@@ -60,6 +60,37 @@ pub fn carried_cases(suite: &SuiteReport, results: &JunitResults) -> Vec<TestCas
     }
     attach_to_first_failure(&mut cases, suite);
     cases
+}
+
+/// The case with every text field through [`xml_text`]. The reader takes any XML it can
+/// parse, and characters such as U+FFFE that a lenient tool wrote must not make our own
+/// junit.xml unreadable.
+fn sanitised(case: &TestCase) -> TestCase {
+    let clean = |s: &XmlString| XmlString::new(xml_text(s.as_str()));
+    let mut case = case.clone();
+    case.name = clean(&case.name);
+    case.classname = case.classname.as_ref().map(clean);
+    case.system_out = case.system_out.as_ref().map(clean);
+    case.system_err = case.system_err.as_ref().map(clean);
+    match &mut case.status {
+        TestCaseStatus::NonSuccess {
+            message,
+            ty,
+            description,
+            ..
+        }
+        | TestCaseStatus::Skipped {
+            message,
+            ty,
+            description,
+        } => {
+            for field in [message, ty, description] {
+                *field = field.as_ref().map(clean);
+            }
+        }
+        TestCaseStatus::Success { .. } => {}
+    }
+    case
 }
 
 /// A passing case named after the suite, so a suite with nothing to list still shows.

@@ -141,7 +141,7 @@ pub fn judged(suite: &Suite, dir: &Path, files: &[&str]) -> SuiteReport {
         result_files: report.result_files.clone(),
         result_path_found: true,
     };
-    verdict::decide(suite, &evidence).apply(&mut report, suite);
+    verdict::decide(suite, &evidence).apply(&mut report);
     report
 }
 
