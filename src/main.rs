@@ -11,10 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
+use phalanx::findings::Severity;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{json, junit, summary};
+use phalanx::report::{json, junit, sarif, summary};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
@@ -22,7 +23,7 @@ use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
 const PROJECT_FILE: &str = "phalanx.toml";
 
 /// Run security test suites in parallel, each in its own hardened Docker container, and
-/// report what they found as JUnit XML, JSON and a readable summary.
+/// report what they found as JUnit XML, merged SARIF, JSON and a readable summary.
 #[derive(Parser)]
 #[command(name = "phalanx", version, about, max_term_width = 100)]
 struct Cli {
@@ -90,6 +91,13 @@ struct RunArgs {
     /// JSON report of the run [default: <reports>/run.json].
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Merged SARIF log of every SARIF suite [default: <reports>/results.sarif].
+    #[arg(long, value_name = "PATH")]
+    sarif: Option<PathBuf>,
+    /// Fail suites on unsuppressed findings at or above this severity (critical, high,
+    /// medium, low, info), overriding every suite's `fail_on` for this run.
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<Severity>,
     /// Stop starting suites, and stop the running ones, after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -268,11 +276,17 @@ struct ReportPaths {
     dir: PathBuf,
     junit: PathBuf,
     json: PathBuf,
+    sarif: PathBuf,
 }
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
     let loaded = load_suites(project, &args.suites)?;
-    let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    let (mut suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    if let Some(fail_on) = args.fail_on {
+        for suite in &mut suites {
+            suite.results.fail_on = fail_on;
+        }
+    }
     phalanx::secrets::protect(&suites);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
@@ -283,6 +297,10 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     let paths = ReportPaths {
         junit: args.junit.clone().unwrap_or_else(|| dir.join("junit.xml")),
         json: args.json.clone().unwrap_or_else(|| dir.join("run.json")),
+        sarif: args
+            .sarif
+            .clone()
+            .unwrap_or_else(|| dir.join("results.sarif")),
         dir,
     };
     let jobs = args
@@ -412,12 +430,22 @@ fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
     }
 }
 
+/// Writes every report, even when an earlier one failed, then the summary; the first
+/// failure is returned.
 fn write_reports(report: &RunReport, paths: &ReportPaths) -> Result<(), Failure> {
-    let written = junit::write_junit(report, &paths.junit)
-        .and_then(|()| json::write_json(report, &paths.json));
-    println!(
-        "{}",
-        summary::summary_table(report, &[paths.junit.as_path(), paths.json.as_path()])
-    );
-    written.map_err(|e| Failure::Infra(format!("cannot write the reports: {e}")))
+    let written = [
+        junit::write_junit(report, &paths.junit),
+        sarif::write_sarif(report, &paths.sarif),
+        json::write_json(report, &paths.json),
+    ];
+    let files = [
+        paths.junit.as_path(),
+        paths.sarif.as_path(),
+        paths.json.as_path(),
+    ];
+    println!("{}", summary::summary_table(report, &files));
+    match written.into_iter().find_map(Result::err) {
+        Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
+        None => Ok(()),
+    }
 }

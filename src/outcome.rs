@@ -1,10 +1,13 @@
 //! What happened to each suite and to the run as a whole: the data the reports are made of.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::findings::{FindingsSummary, SuiteResults, TestCounts};
 
 /// How a suite ended. Every suite ends in exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,6 +84,17 @@ pub struct SuiteReport {
     pub result_files: Vec<PathBuf>,
     /// What result extraction refused (paths escaping the folder, links, devices).
     pub result_warnings: Vec<String>,
+    /// A SARIF suite's findings: counts per severity, tools, rules. Absent when no SARIF
+    /// was read (other formats, or the suite did not get that far).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsSummary>,
+    /// A JUnit suite's test counts. Absent when no JUnit was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tests: Option<TestCounts>,
+    /// Everything read from the result files, for the JUnit and SARIF writers: too bulky
+    /// for run.json, and shared rather than copied when the report is cloned for events.
+    #[serde(skip)]
+    pub results: Option<Arc<SuiteResults>>,
     #[serde(skip)]
     pub output: CapturedOutput,
 }
@@ -106,6 +120,9 @@ impl SuiteReport {
             results_dir: None,
             result_files: Vec::new(),
             result_warnings: Vec::new(),
+            findings: None,
+            tests: None,
+            results: None,
             output: CapturedOutput::default(),
         }
     }

@@ -193,7 +193,7 @@ async fn run_container<E: Engine>(
                     "the container's exit status could not be read".into(),
                 );
             };
-            judge(&mut report, suite, status, found);
+            judge(&mut report, suite, status, found).await;
         }
     }
     Attempt {
@@ -202,7 +202,12 @@ async fn run_container<E: Engine>(
     }
 }
 
-fn judge(report: &mut SuiteReport, suite: &Suite, status: ExitStatus, found: Result<bool, String>) {
+async fn judge(
+    report: &mut SuiteReport,
+    suite: &Suite,
+    status: ExitStatus,
+    found: Result<bool, String>,
+) {
     let result_path_found = match found {
         Ok(found) => found,
         Err(problem) => {
@@ -213,12 +218,11 @@ fn judge(report: &mut SuiteReport, suite: &Suite, status: ExitStatus, found: Res
     };
     let evidence = Evidence {
         status,
-        result_files: &report.result_files,
+        results_dir: report.results_dir.clone(),
+        result_files: report.result_files.clone(),
         result_path_found,
     };
-    let (outcome, reason) = verdict::decide(suite, &evidence);
-    report.outcome = outcome;
-    report.reason = reason;
+    verdict::judge(suite, evidence).await.apply(report);
 }
 
 async fn wait_or_stop<E: Engine>(

@@ -7,10 +7,9 @@
 //!   secret is held back until the next chunk shows how it goes on;
 //! - every text of a suite's report: reason, captured output, result file names and
 //!   warnings, retried attempts ([`scrub_report`]);
-//! - every report file, as the last step before it is written ([`scrub_text`], called by
-//!   `report::atomic_write`), which catches what the structured pass cannot know about
-//!   (findings read from SARIF or JUnit results), in plain, JSON-escaped and XML-escaped
-//!   form.
+//! - every report file, as it is written ([`ScrubWriter`], in `report::atomic_write_with`),
+//!   which catches what the structured pass cannot know about (findings read from SARIF
+//!   or JUnit results, the merged SARIF log), in plain, JSON-escaped and XML-escaped form.
 //!
 //! The result files a suite leaves in `reports/results/<suite>/` are the tool's own output
 //! and are copied as they are. A secret is also visible to anyone who can inspect the
@@ -307,13 +306,57 @@ pub fn protect_values<'a>(values: impl IntoIterator<Item = &'a str>) {
     *registry = Redactor::from_patterns(set);
 }
 
-/// `bytes` with every registered secret redacted: the last step before a report file is
-/// written.
+/// `bytes` with every registered secret redacted.
 pub fn scrub_text(bytes: &[u8]) -> Cow<'_, [u8]> {
     let registry = registry().read().unwrap();
     match registry.redact_bytes(bytes) {
         Cow::Borrowed(_) => Cow::Borrowed(bytes),
         Cow::Owned(clean) => Cow::Owned(clean),
+    }
+}
+
+/// A writer that redacts every registered secret from what goes through it, however the
+/// writes cut the text: the last step before a report file reaches the disk. Call
+/// [`ScrubWriter::finish`] at the end, or the possible start of a secret held back at the
+/// end is lost.
+pub struct ScrubWriter<W: std::io::Write> {
+    inner: W,
+    /// `None` when no secret is registered: everything passes straight through.
+    redactor: Option<StreamRedactor>,
+}
+
+impl<W: std::io::Write> ScrubWriter<W> {
+    pub fn new(inner: W) -> Self {
+        let registered = registry().read().unwrap().clone();
+        let redactor = (!registered.is_empty()).then(|| StreamRedactor::new(Arc::new(registered)));
+        ScrubWriter { inner, redactor }
+    }
+
+    /// Writes what was held back and flushes.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if let Some(redactor) = &mut self.redactor {
+            self.inner.write_all(&redactor.finish())?;
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for ScrubWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.redactor {
+            None => self.inner.write(buf),
+            Some(redactor) => {
+                self.inner.write_all(&redactor.push(buf))?;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    /// Flushes what has been passed on; a held-back possible secret start stays until more
+    /// is written or [`ScrubWriter::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -477,5 +520,24 @@ mod tests {
             assert!(!clean.contains("registry-test-9c1"), "{clean}");
         }
         assert!(matches!(scrub_text(b"unrelated"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn report_writers_are_scrubbed_however_the_writes_cut() {
+        use std::io::Write;
+        let value = "writer-secret-5e7";
+        protect_values([value]);
+        let text = format!("{{\"a\": \"{value}\", \"b\": \"x{value}y\"}}");
+        for size in [1, 3, 7, 64] {
+            let mut w = ScrubWriter::new(Vec::new());
+            for piece in text.as_bytes().chunks(size) {
+                w.write_all(piece).unwrap();
+            }
+            let out = String::from_utf8(w.finish().unwrap()).unwrap();
+            assert_eq!(
+                out, r#"{"a": "[REDACTED]", "b": "x[REDACTED]y"}"#,
+                "writes of {size}"
+            );
+        }
     }
 }

@@ -1,73 +1,251 @@
-//! From what a suite's container did to the suite's outcome.
+//! From what a suite's container did, and the result files it left, to the suite's outcome.
+//!
+//! Order of the rules (DESIGN.md, "Outcomes"): an OOM kill is an error; an exit code outside
+//! `ok_exit_codes` fails the suite before any result is read; a SARIF or JUnit suite whose
+//! results are missing or unreadable is an error, never a pass; then the results decide —
+//! unsuppressed findings at or above `fail_on`, or failed/errored test cases, fail it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{ResultFormat, Suite};
 use crate::engine::ExitStatus;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, SuiteReport};
+
+use super::model::{FindingsSummary, JunitResults, SuiteFindings, SuiteResults};
+use super::{junit, sarif};
 
 /// What came back from a container that ran to its end.
-pub struct Evidence<'a> {
+#[derive(Debug, Clone)]
+pub struct Evidence {
     pub status: ExitStatus,
-    /// Result files extracted from the suite's result path, relative to its results folder.
-    pub result_files: &'a [PathBuf],
+    /// Where the result path was extracted to (`None` if nothing was extracted).
+    pub results_dir: Option<PathBuf>,
+    /// Result files extracted from the suite's result path, relative to `results_dir`.
+    pub result_files: Vec<PathBuf>,
     /// False when the result path did not exist in the container at all.
     pub result_path_found: bool,
 }
 
-/// Decides a suite's outcome and, for anything but a pass, says why.
-pub fn decide(suite: &Suite, evidence: &Evidence) -> (Outcome, Option<String>) {
+/// A suite's outcome, why, and what its results said.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// One sentence, for anything but a pass.
+    pub reason: Option<String>,
+    /// What was read from the result files; `None` when they were not read or unreadable.
+    pub results: Option<SuiteResults>,
+    /// A SARIF suite's counts for `run.json`, computed with the verdict (on the blocking
+    /// thread: it walks every finding).
+    pub findings: Option<FindingsSummary>,
+}
+
+impl Verdict {
+    fn without_results(outcome: Outcome, reason: String) -> Self {
+        Verdict {
+            outcome,
+            reason: Some(reason),
+            results: None,
+            findings: None,
+        }
+    }
+
+    /// Records the verdict in the suite's report: outcome, reason, the counts `run.json`
+    /// shows, and the results themselves for the JUnit and SARIF writers.
+    pub fn apply(self, report: &mut SuiteReport) {
+        report.outcome = self.outcome;
+        report.reason = self.reason;
+        report.findings = self.findings;
+        if let Some(SuiteResults::Junit(j)) = &self.results {
+            report.tests = Some(j.counts);
+        }
+        report.results = self.results.map(Arc::new);
+    }
+}
+
+/// [`decide`] on a blocking thread: result files can be tens of megabytes, and parsing
+/// them must not stall the runtime that drives the other suites.
+pub async fn judge(suite: &Suite, evidence: Evidence) -> Verdict {
+    let owned = suite.clone();
+    match tokio::task::spawn_blocking(move || decide(&owned, &evidence)).await {
+        Ok(verdict) => verdict,
+        Err(e) => Verdict::without_results(
+            Outcome::Error,
+            format!("reading the results failed unexpectedly: {e}"),
+        ),
+    }
+}
+
+/// Decides a suite's outcome and, for anything but a pass, says why. Reads the result
+/// files, so it blocks: prefer [`judge`] from async code.
+pub fn decide(suite: &Suite, evidence: &Evidence) -> Verdict {
     let results = &suite.results;
     let code = evidence.status.code;
     if evidence.status.oom_killed {
         let limit = human_bytes(suite.policy.memory);
-        return (
+        return Verdict::without_results(
             Outcome::Error,
-            Some(format!(
+            format!(
                 "out of memory: the container reached its {limit} memory limit and was killed (exit code {code})"
-            )),
+            ),
         );
     }
     if !results.ok_exit_codes.contains(&code) {
-        return (
+        return Verdict::without_results(
             Outcome::Failed,
-            Some(format!(
+            format!(
                 "exit code {code} (expected {})",
                 list(&results.ok_exit_codes)
-            )),
+            ),
         );
     }
-    match results.format {
-        ResultFormat::ExitCode => (Outcome::Passed, None),
-        // Reading SARIF and JUnit results is the findings stage's next step; until then
-        // such a suite cannot be judged, and an unjudged suite is never reported clean.
-        ResultFormat::Sarif | ResultFormat::Junit => {
-            if !evidence.result_path_found || evidence.result_files.is_empty() {
-                (
-                    Outcome::Error,
-                    Some(format!(
-                        "the tool exited {code} but left no result file at {}",
-                        results.path
-                    )),
-                )
-            } else {
-                (
-                    Outcome::Error,
-                    Some(format!(
-                        "reading `{}` results is not supported yet",
-                        format_name(results.format)
-                    )),
-                )
-            }
+    if results.format == ResultFormat::ExitCode {
+        return Verdict {
+            outcome: Outcome::Passed,
+            reason: None,
+            results: None,
+            findings: None,
+        };
+    }
+    let files = match files_to_read(suite, evidence) {
+        Ok(files) => files,
+        Err(reason) => return Verdict::without_results(Outcome::Error, reason),
+    };
+    // Only SARIF and JUnit get here: exit-code suites returned above.
+    let read: Result<Verdict, String> = if results.format == ResultFormat::Sarif {
+        sarif::read_files(&suite.name, &files)
+            .map(|f| sarif_verdict(suite, f))
+            .map_err(|e| e.to_string())
+    } else {
+        junit::read_files(&files)
+            .map(junit_verdict)
+            .map_err(|e| e.to_string())
+    };
+    read.unwrap_or_else(|reason| Verdict::without_results(Outcome::Error, reason))
+}
+
+/// The files to read: the result path itself when it named a file, else every file in
+/// it with an extension of the format (`*.sarif`/`*.json`, `*.xml`), sorted so runs and
+/// cases come out in the same order every time.
+fn files_to_read(suite: &Suite, evidence: &Evidence) -> Result<Vec<PathBuf>, String> {
+    let results = &suite.results;
+    let code = evidence.status.code;
+    let dir = match &evidence.results_dir {
+        Some(dir) if evidence.result_path_found && !evidence.result_files.is_empty() => dir,
+        _ => {
+            return Err(format!(
+                "the tool exited {code} but left no result file at {}",
+                results.path
+            ));
         }
+    };
+    // Docker names a single file's archive entry after the file (see collect::extract).
+    let basename = Path::new(&results.path).file_name();
+    if let ([only], Some(name)) = (evidence.result_files.as_slice(), basename)
+        && only.as_os_str() == name
+    {
+        return Ok(vec![dir.join(only)]);
+    }
+    let extensions = extensions(results.format);
+    let mut chosen: Vec<PathBuf> = evidence
+        .result_files
+        .iter()
+        .filter(|f| has_extension(f, extensions))
+        .map(|f| dir.join(f))
+        .collect();
+    chosen.sort();
+    if chosen.is_empty() {
+        let found: Vec<String> = evidence
+            .result_files
+            .iter()
+            .take(5)
+            .map(|f| f.display().to_string())
+            .collect();
+        let wanted: Vec<String> = extensions.iter().map(|e| format!("*.{e}")).collect();
+        return Err(format!(
+            "the tool exited {code} but {} holds no {} file (found: {})",
+            results.path,
+            wanted.join(" or "),
+            found.join(", ")
+        ));
+    }
+    Ok(chosen)
+}
+
+fn extensions(format: ResultFormat) -> &'static [&'static str] {
+    match format {
+        ResultFormat::Sarif => &["sarif", "json"],
+        ResultFormat::Junit => &["xml"],
+        ResultFormat::ExitCode => &[],
     }
 }
 
-fn format_name(format: ResultFormat) -> &'static str {
-    match format {
-        ResultFormat::Sarif => "sarif",
-        ResultFormat::Junit => "junit",
-        ResultFormat::ExitCode => "exit-code",
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Failed when an unsuppressed finding is at or above `fail_on`; the reason names the
+/// worst one (the first of the highest severity), which is where a reader should start.
+fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
+    let fail_on = suite.results.fail_on;
+    let worst = findings
+        .blocking(fail_on)
+        .min_by_key(|f| std::cmp::Reverse(f.severity));
+    let reason = worst.map(|worst| {
+        let n = findings.blocking(fail_on).count();
+        let noun = if n == 1 { "finding" } else { "findings" };
+        let rule = &findings.rule_of(worst).id;
+        let at = worst
+            .location
+            .as_ref()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        format!(
+            "{n} {noun} at or above {fail_on}; worst: {rule} ({}){at}",
+            worst.severity
+        )
+    });
+    Verdict {
+        outcome: if reason.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        },
+        reason,
+        findings: Some(findings.summary(fail_on)),
+        results: Some(SuiteResults::Sarif(findings)),
+    }
+}
+
+fn junit_verdict(results: JunitResults) -> Verdict {
+    let c = results.counts;
+    let bad = c.failures + c.errors;
+    let reason = (bad > 0).then(|| {
+        let first = results
+            .cases
+            .iter()
+            .find(|t| matches!(t.status, quick_junit::TestCaseStatus::NonSuccess { .. }))
+            .map(|t| match &t.classname {
+                Some(class) => format!("{}.{}", class.as_str(), t.name.as_str()),
+                None => t.name.as_str().to_string(),
+            })
+            .unwrap_or_default();
+        format!(
+            "{bad} of {} test cases failed ({} failed, {} errored), first: {first}",
+            c.tests, c.failures, c.errors
+        )
+    });
+    Verdict {
+        outcome: if bad > 0 {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        },
+        reason,
+        results: Some(SuiteResults::Junit(results)),
+        findings: None,
     }
 }
 

@@ -2,10 +2,9 @@
 //! quick-junit, the writer cargo-nextest uses.
 //!
 //! Shape: `<testsuites name="phalanx">` with totals; one `<testsuite>` per suite with its
-//! `<properties>`; inside it the suite's test cases. Today every suite is an exit-code
-//! suite with a single case named after it. [`junit_report`] takes the case builder as a
-//! parameter so SARIF suites (one case per rule) and JUnit suites (carried-over cases) can
-//! plug in without changing the rest.
+//! `<properties>`; inside it the suite's test cases ([`suite_cases`]): one per rule for a
+//! SARIF suite, the suite's own for a JUnit suite, and a single case named after the suite
+//! for exit-code suites and for any suite whose results could not be read.
 //!
 //! Scanner output is arbitrary bytes turned into text: every string goes through
 //! [`xml_text`] so the file stays well-formed whatever a tool printed.
@@ -17,7 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{ReportError, atomic_write};
+use super::{ReportError, atomic_write, junit_cases};
+use crate::findings::SuiteResults;
 use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 
 /// Cap per captured stream, in bytes. The collector already caps output; this is a second
@@ -28,9 +28,9 @@ pub const MAX_STREAM_BYTES: usize = 1 << 20;
 /// full text goes in the element body.
 const MAX_MESSAGE_CHARS: usize = 200;
 
-/// The run as JUnit XML, with every suite mapped as an exit-code suite.
+/// The run as JUnit XML.
 pub fn junit_xml(run: &RunReport) -> Result<String, ReportError> {
-    junit_report(run, exit_code_cases)
+    junit_report(run, suite_cases)
         .to_string()
         .map_err(|error| ReportError::Junit { error })
 }
@@ -106,6 +106,17 @@ fn properties(run: &RunReport, suite: &SuiteReport) -> Vec<Property> {
         .into_iter()
         .filter_map(|(name, value)| Some(Property::new(name, xml_text(&value?))))
         .collect()
+}
+
+/// Each suite's cases: per rule for SARIF suites, carried over for JUnit suites, and one
+/// named after the suite otherwise, which includes every suite whose results were not read
+/// (an exit code outside `ok_exit_codes`, missing or invalid results, a timeout).
+pub fn suite_cases(suite: &SuiteReport) -> Vec<TestCase> {
+    match suite.results.as_deref() {
+        Some(SuiteResults::Sarif(findings)) => junit_cases::rule_cases(suite, findings),
+        Some(SuiteResults::Junit(results)) => junit_cases::carried_cases(suite, results),
+        None => exit_code_cases(suite),
+    }
 }
 
 /// An exit-code suite has one case, named after the suite (classname too, because GitLab

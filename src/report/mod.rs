@@ -1,11 +1,14 @@
-//! Reports written at the end of a run: JUnit XML for CI, `run.json` for machines, and the
-//! human summary printed to the terminal.
+//! Reports written at the end of a run: JUnit XML for CI, the merged SARIF log for
+//! code-scanning tools, `run.json` for machines, and the human summary printed to the
+//! terminal.
 //!
 //! Every file goes through [`atomic_write`], so a CI step that picks up a report, or a run
 //! interrupted by Ctrl-C half-way through writing it, never sees a truncated file.
 
 pub mod json;
 pub mod junit;
+mod junit_cases;
+pub mod sarif;
 pub mod summary;
 
 use std::fs;
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use json::write_json;
 pub use junit::{junit_xml, write_junit};
+pub use sarif::write_sarif;
 pub use summary::summary_table;
 
 /// A report could not be produced. Each variant names the file concerned, and its message
@@ -28,6 +32,11 @@ pub enum ReportError {
     Json {
         path: PathBuf,
         error: serde_json::Error,
+    },
+    #[error("cannot write the merged SARIF {}: {error}", path.display())]
+    Sarif {
+        path: PathBuf,
+        error: sarif::MergeError,
     },
 }
 
@@ -48,16 +57,34 @@ pub fn one_line(s: &str, max_chars: usize) -> String {
 /// within one filesystem), is flushed to disk, then renamed over `path`.
 /// Parent directories are created as needed.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    // The last line of defence for secret values: see `crate::secrets`.
-    let bytes = &*crate::secrets::scrub_text(bytes);
+    atomic_write_with(path, |out| {
+        out.write_all(bytes).map_err(|error| ReportError::Write {
+            path: path.to_path_buf(),
+            error,
+        })
+    })
+}
+
+/// [`atomic_write`] for reports too big to build in memory first: `write` streams the
+/// content into a buffered temporary file. If it fails, the temporary file is removed and
+/// `path` is left as it was.
+pub fn atomic_write_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     let err = |error| ReportError::Write {
         path: path.to_path_buf(),
         error,
     };
     let dir = parent_dir(path);
     fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = temp_file_beside(path, dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
+    let tmp = temp_file_beside(path, dir).map_err(err)?;
+    let mut buffered = io::BufWriter::with_capacity(256 << 10, tmp);
+    // The last line of defence for secret values: see `crate::secrets`.
+    let mut scrubbed = crate::secrets::ScrubWriter::new(&mut buffered);
+    write(&mut scrubbed)?;
+    scrubbed.finish().map_err(err)?;
+    let tmp = buffered.into_inner().map_err(|e| err(e.into_error()))?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     // Make the rename itself durable; a failure here leaves a complete file in place, so

@@ -1,5 +1,6 @@
-//! The end-of-run summary printed for people: one row per suite, a totals line with the
-//! exit code, and where the report files are.
+//! The end-of-run summary printed for people: one row per suite (its verdict, time, the
+//! findings per severity of a SARIF suite or the test counts of a JUnit suite, and why it
+//! did not pass), a totals line with the exit code, and where the report files are.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use super::json::Counts;
 use super::one_line;
+use crate::findings::SeverityCounts;
 use crate::outcome::{RunReport, SuiteReport};
 
 /// Reasons are cut to this many characters so a row fits a terminal; the reports have them
@@ -48,6 +50,10 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
     if !run.suites.is_empty() || !run.invalid_suites.is_empty() {
         out.push('\n');
     }
+    if let Some(line) = findings_line(run) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str(&totals_line(run));
     out.push('\n');
     if !reports.is_empty() {
@@ -57,15 +63,75 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
     out
 }
 
-/// `FAIL     semgrep    12.0s  exit code 2 not in ok_exit_codes [0, 1]`
+/// `FAIL     semgrep    12.0s  exit code 2 not in ok_exit_codes [0, 1]`, or for a suite
+/// whose results were read
+/// `FAIL     bandit      4.0s  [1 critical, 2 high; 1 suppressed]  3 findings at or above …`
 fn suite_row(suite: &SuiteReport, name_width: usize) -> String {
+    let results = results_text(suite)
+        .map(|t| format!("[{t}]  "))
+        .unwrap_or_default();
     format!(
-        "{:<LABEL_WIDTH$} {:<name_width$}  {:>6}  {}",
+        "{:<LABEL_WIDTH$} {:<name_width$}  {:>6}  {results}{}",
         suite.outcome.label(),
         suite.name,
         suite_duration(suite),
         short_reason(suite),
     )
+}
+
+/// Findings per severity (`no findings` when clean, suppressed ones counted apart), or a
+/// JUnit suite's test counts.
+pub fn results_text(suite: &SuiteReport) -> Option<String> {
+    if let Some(f) = &suite.findings {
+        let suppressed = f.suppressed.total();
+        let mut text = if f.counts.total() == 0 {
+            "no findings".to_string()
+        } else {
+            f.counts.to_string()
+        };
+        if suppressed > 0 {
+            text.push_str(&format!("; {suppressed} suppressed"));
+        }
+        return Some(text);
+    }
+    let t = suite.tests?;
+    let parts: Vec<String> = [
+        (t.failures, "failed"),
+        (t.errors, "errored"),
+        (t.skipped, "skipped"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    let tests = if t.tests == 1 { "test" } else { "tests" };
+    Some(if parts.is_empty() {
+        format!("{} {tests} passed", t.tests)
+    } else {
+        format!("{} {tests}: {}", t.tests, parts.join(", "))
+    })
+}
+
+/// `findings: 1 critical, 4 high, 2 low in 3 suites` over the whole run; `None` when no
+/// suite's findings were read.
+fn findings_line(run: &RunReport) -> Option<String> {
+    let read: Vec<_> = run
+        .suites
+        .iter()
+        .filter_map(|s| s.findings.as_ref())
+        .collect();
+    if read.is_empty() {
+        return None;
+    }
+    let mut total = SeverityCounts::default();
+    for f in &read {
+        total.merge(&f.counts);
+    }
+    let suites = if read.len() == 1 { "suite" } else { "suites" };
+    Some(format!(
+        "findings: {total} in {} SARIF {suites}",
+        read.len()
+    ))
 }
 
 /// `-` for a suite that never started: a `0.0s` would suggest it ran and did nothing.
