@@ -457,11 +457,13 @@ fn container_body(spec: &ContainerSpec, volume: &str, network_mode: String) -> C
             // Following a container's log across a rotation of the engine's log file ends
             // the stream early on this engine (the output's tail is lost), so the engine's
             // copy must not rotate for any realistic output. It is deleted with the
-            // container; our own copy is capped by the collector.
+            // container; our own copy is capped by the collector. json-file stores each
+            // line with ~70 bytes of JSON around it: 1 GB of 63-byte lines is 2.1 GB on
+            // disk, which a 2g limit cut off at 948 MB.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([
-                    ("max-size".to_string(), "2g".to_string()),
+                    ("max-size".to_string(), "8g".to_string()),
                     ("max-file".to_string(), "1".to_string()),
                 ])),
             }),
