@@ -110,9 +110,12 @@ fn introduces_line(before: &str) -> bool {
         return true;
     }
     let t = before.trim_end_matches([' ', '#']);
+    // The character before the word may be several bytes long (found by fuzzing).
     let word_start = t
-        .rfind(|c: char| !c.is_ascii_alphabetic())
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     matches!(
         t[word_start..].to_ascii_lowercase().as_str(),
         "line" | "lines" | "ln" | "l"
@@ -203,6 +206,15 @@ mod tests {
             snippet_digest("password  =\t'x'")
         );
         assert_ne!(snippet_digest("a b"), snippet_digest("ab"));
+    }
+
+    #[test]
+    fn a_number_after_a_multi_byte_character_is_not_a_crash() {
+        assert_eq!(
+            normalise_message("eval() called \u{7d0}12 ߐline 12", &[12]),
+            "eval() called \u{7d0}12 ߐline #"
+        );
+        assert_eq!(normalise_message("é12 €:12", &[12]), "é12 €:#");
     }
 
     #[test]
