@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use phalanx::config::{ConfigError, ProjectConfig, load_suites, parse_project, parse_suite};
+use phalanx::findings::{junit, sarif};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +56,60 @@ fn hostile_project_files_give_positioned_errors() {
         let text = String::from_utf8_lossy(&data);
         if let Err(e) = parse_project(Path::new("phalanx.toml"), &text) {
             check_error(&e, "phalanx.toml", &text);
+        }
+    }
+}
+
+#[test]
+fn hostile_junit_from_suites_is_read_or_refused_by_name() {
+    for input in inputs("junit_reader") {
+        let data = std::fs::read(&input).unwrap();
+        let started = std::time::Instant::now();
+        match junit::read_cases(data.as_slice(), Path::new("results/input.xml")) {
+            Ok(cases) => {
+                let counts = junit::count(&cases);
+                assert_eq!(counts.tests, cases.len());
+                let mut suite = quick_junit::TestSuite::new("s");
+                suite.add_test_cases(cases);
+                let mut report = quick_junit::Report::new("phalanx");
+                report.add_test_suite(suite);
+                let xml = report.to_string().unwrap();
+                // Entities are not expanded into a billion laughs.
+                assert!(
+                    xml.len() < 1 << 20,
+                    "{}: {} bytes",
+                    input.display(),
+                    xml.len()
+                );
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(shown.contains("results/input.xml"), "{shown}");
+            }
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{} is slow",
+            input.display()
+        );
+    }
+}
+
+#[test]
+fn hostile_sarif_from_suites_is_read_or_refused_by_name() {
+    for input in inputs("sarif_reader") {
+        let data = std::fs::read(&input).unwrap();
+        let text = String::from_utf8_lossy(&data);
+        match sarif::read_str("s", &text) {
+            Ok(found) => {
+                for finding in &found.findings {
+                    let _ = found.rule_of(finding);
+                }
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(shown.starts_with("<memory>"), "{shown}");
+            }
         }
     }
 }
