@@ -372,7 +372,10 @@ fn tidy_rootfs(root: &Path, sources_list: Option<&str>) -> io::Result<()> {
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         clear_files(&root.join(dir))?;
     }
-    copy_local_cas(Path::new("/").join(LOCAL_CA_DIR).as_path(), &root.join(LOCAL_CA_DIR))?;
+    copy_local_cas(
+        Path::new("/").join(LOCAL_CA_DIR).as_path(),
+        &root.join(LOCAL_CA_DIR),
+    )?;
     Ok(())
 }
 
@@ -862,7 +865,10 @@ mod tests {
         fs::write(host.path().join("notes.txt"), "not a cert").unwrap();
         let to = root.path().join(LOCAL_CA_DIR);
         assert_eq!(copy_local_cas(host.path(), &to).unwrap(), 2);
-        assert_eq!(fs::read_to_string(to.join("corp/root.crt")).unwrap(), "PEM2");
+        assert_eq!(
+            fs::read_to_string(to.join("corp/root.crt")).unwrap(),
+            "PEM2"
+        );
         assert!(to.join("proxy.crt").is_file() && !to.join("notes.txt").exists());
         let missing = host.path().join("missing");
         assert_eq!(copy_local_cas(&missing, &to).unwrap(), 0);
