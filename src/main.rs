@@ -12,6 +12,7 @@ use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::findings::Severity;
+use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
@@ -48,6 +49,9 @@ enum Command {
     },
     /// Run the selected suites (all of them without --suite or --tag).
     Run(RunArgs),
+    /// Build the images the selected suites need (all suites without --suite or --tag),
+    /// so that runs start at once. Images that exist are left as they are.
+    Images(ImagesArgs),
     /// Remove every container, volume and network of Phalanx runs, including runs still
     /// going on this engine (use --run for one run). Leftovers of killed runs alone are
     /// removed by every `run` and `clean` anyway.
@@ -63,6 +67,21 @@ struct SuitesDir {
     /// Folder of suite files [default: from phalanx.toml, else `suites`].
     #[arg(long = "suites", value_name = "DIR")]
     dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ImagesArgs {
+    #[command(flatten)]
+    suites: SuitesDir,
+    /// The images of this suite (repeatable; combined with --tag as a union).
+    #[arg(long = "suite", value_name = "NAME")]
+    names: Vec<String>,
+    /// The images of the suites carrying this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Folder whose logs/ receives the build logs [default: from phalanx.toml, else `reports`].
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -148,6 +167,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::List { suites, tags } => list(&project, &suites, &tags),
         Command::Validate { suites } => validate(&project, &suites),
         Command::Run(args) => run(&project, args).await,
+        Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
     }
 }
@@ -236,6 +256,32 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
 
 fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
     ExitCode::from(if errors.is_empty() { 0 } else { 2 })
+}
+
+/// `phalanx images`: exit 0 when every image is there, 3 when a build failed.
+async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitCode, Failure> {
+    let loaded = load_suites(project, &args.suites)?;
+    print_config_errors(&loaded.errors);
+    let suites = plan::select(&loaded.suites, &args.names, &args.tags)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
+    let engine = connect().await?;
+    let jobs = images::jobs(&suites);
+    let done = images::build_all(engine.client(), &jobs, &reports, &mut std::io::stdout()).await;
+    let counts = images::tally(&done);
+    println!(
+        "{} image(s): {} built, {} present, {} failed",
+        done.len(),
+        counts["built"],
+        counts["present"],
+        counts["failed"]
+    );
+    let failed = counts["failed"] > 0;
+    Ok(match (failed, loaded.errors.is_empty()) {
+        (true, _) => ExitCode::from(3),
+        (false, false) => ExitCode::from(2),
+        (false, true) => ExitCode::SUCCESS,
+    })
 }
 
 async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {

@@ -372,7 +372,48 @@ fn tidy_rootfs(root: &Path, sources_list: Option<&str>) -> io::Result<()> {
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         clear_files(&root.join(dir))?;
     }
+    copy_local_cas(
+        Path::new("/").join(LOCAL_CA_DIR).as_path(),
+        &root.join(LOCAL_CA_DIR),
+    )?;
     Ok(())
+}
+
+/// Where Debian keeps locally added CA certificates; `update-ca-certificates` (run when a
+/// Dockerfile installs `ca-certificates`) adds every `*.crt` below it to the trust store.
+const LOCAL_CA_DIR: &str = "usr/local/share/ca-certificates";
+
+/// Copies the host's locally added CA certificates (`*.crt` below `from`) into the image at
+/// `to`, so that builds `FROM` the base trust what this machine trusts: where egress goes
+/// through a TLS-intercepting proxy, `pip install` in a build fails without its CA, just as
+/// the base's apt sources come from this machine's. Certificates are public; nothing else
+/// is copied. Returns how many were copied.
+fn copy_local_cas(from: &Path, to: &Path) -> io::Result<usize> {
+    let mut copied = 0;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let Ok(entries) = fs::read_dir(from.join(&rel)) else {
+            continue; // no such folder on this host: nothing to add
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = rel.join(entry.file_name());
+            // Follows links, as update-ca-certificates does.
+            let Ok(meta) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(name);
+            } else if meta.is_file() && name.extension().is_some_and(|e| e == "crt") {
+                let dest = to.join(&name);
+                fs::create_dir_all(dest.parent().unwrap_or(to))?;
+                fs::copy(entry.path(), &dest)?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
 }
 
 /// Removes the plain files directly in `dir` (downloaded .debs, package lists).
@@ -813,6 +854,24 @@ mod tests {
         assert_eq!(last_meaningful_line(text), Some("E: no such package"));
         assert_eq!(last_meaningful_line(" ---> abc\n"), None);
         assert_eq!(strip_ansi("\x1b[91mE: broken\x1b[0m"), "E: broken");
+    }
+
+    #[test]
+    fn copies_only_local_ca_certificates() {
+        let (host, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir_all(host.path().join("corp")).unwrap();
+        fs::write(host.path().join("proxy.crt"), "PEM").unwrap();
+        fs::write(host.path().join("corp/root.crt"), "PEM2").unwrap();
+        fs::write(host.path().join("notes.txt"), "not a cert").unwrap();
+        let to = root.path().join(LOCAL_CA_DIR);
+        assert_eq!(copy_local_cas(host.path(), &to).unwrap(), 2);
+        assert_eq!(
+            fs::read_to_string(to.join("corp/root.crt")).unwrap(),
+            "PEM2"
+        );
+        assert!(to.join("proxy.crt").is_file() && !to.join("notes.txt").exists());
+        let missing = host.path().join("missing");
+        assert_eq!(copy_local_cas(&missing, &to).unwrap(), 0);
     }
 
     #[test]
