@@ -129,11 +129,12 @@ pub trait Engine: Send + Sync + 'static {
         Output = Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError>,
     > + Send;
 
-    /// Removes the container and its anonymous volumes, whatever state it is in.
+    /// Removes the container and its anonymous volumes, whatever state it is in. The removal
+    /// may finish in the background; [`Engine::remove_labelled`] waits for it.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
-    /// Removes everything labelled [`RUN_LABEL`] (for one run id, or for any run when `None`);
-    /// returns how many containers were removed.
+    /// Waits for removals under way, then removes everything labelled [`RUN_LABEL`] (for one
+    /// run id, or for any run when `None`); returns how many containers were removed.
     fn remove_labelled(
         &self,
         run_id: Option<&str>,
