@@ -2,7 +2,10 @@
 //! results, removal — and retries after infrastructure errors.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, which is the system clock except under paused time in tests, where
+// durations then match the virtual time the suites ran.
+use tokio::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
