@@ -223,3 +223,74 @@ async fn a_results_dir_owned_by_the_suite_user_is_used_only_by_that_user() {
     assert_written(&ws, &other, &ran, 65534);
     assert!(prepared(&ran), "nobody cannot write a 0755 dir of 10001");
 }
+
+/// Runs one suite with `steps` and `results_path`, reading results from the volume on this
+/// host where possible, or always through the engine's archive API.
+async fn collected(image: &str, steps: &str, results_path: &str, via_api: bool) -> Value {
+    let ws = Workspace::new();
+    let name = "collect";
+    ws.suite(
+        name,
+        &format!("image = {image:?}\ncommand = [{steps}]\n[results]\npath = {results_path:?}\n"),
+    );
+    let output = ws
+        .phalanx(["run", "--progress", "none", "--target", "target"])
+        .env("PHALANX_RESULTS_VIA_API", if via_api { "1" } else { "0" })
+        .env("PHALANX_TIMINGS", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // Only root may read the volumes on the host; then the archive API is never called.
+    let api_called = stderr.contains("phalanx-timing download ");
+    assert_eq!(api_called, via_api || !running_as_root(), "{stderr}");
+    let json: Value = serde_json::from_str(&read(&ws.reports_dir().join("run.json"))).unwrap();
+    let suite = json["suites"][0].clone();
+    let mut files = Vec::new();
+    if let Some(dir) = suite["results_dir"].as_str() {
+        for file in suite["result_files"].as_array().unwrap() {
+            let rel = file.as_str().unwrap();
+            let text = read(&ws.root().join(dir).join(rel));
+            files.push(serde_json::json!([rel, text]));
+        }
+    }
+    serde_json::json!({
+        "found": suite["results_dir"].is_string(),
+        "files": files,
+        "warnings": suite["result_warnings"],
+        "outcome": suite["outcome"],
+    })
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[tokio::test]
+async fn results_read_on_this_host_match_the_engine_archive() {
+    let image = image(Layout::WorldWritable).await;
+    let steps = r#""/probe", "write", "/results/a/b/deep.txt", "deep", "--",
+        "write", "/results/top.txt", "top", "--",
+        "symlink", "/etc/passwd", "/results/escape", "--",
+        "symlink", "a", "/results/a-link""#;
+    for path in [
+        "/results",
+        "/results/a",
+        "/results/top.txt",
+        "/results/none",
+    ] {
+        let local = collected(&image, steps, path, false).await;
+        let api = collected(&image, steps, path, true).await;
+        assert_eq!(local, api, "{path}");
+    }
+    let all = collected(&image, steps, "/results", false).await;
+    assert_eq!(
+        all["files"],
+        serde_json::json!([["a/b/deep.txt", "deep"], ["top.txt", "top"]]),
+        "{all}"
+    );
+    assert_eq!(all["warnings"].as_array().unwrap().len(), 2, "{all}");
+    let missing = collected(&image, steps, "/results/none", false).await;
+    assert_eq!(missing["found"], false, "{missing}");
+}

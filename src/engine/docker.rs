@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
+use self::local_results::Local;
 use super::{
     ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, RESULTS_DIR, RUN_LABEL,
     TARGET_DIR, base,
@@ -33,6 +34,12 @@ const TMP_SIZE: &str = "256m";
 
 /// Where the prepared result volume is mounted in the short-lived preparation container.
 const PREP_MOUNT_PARENT: &str = "/phalanx-prep";
+
+mod local_results;
+
+/// Hidden switch: with `PHALANX_RESULTS_VIA_API=1`, results are always copied through the
+/// engine's archive API, never read from the volume on this host (for tests of that path).
+const VIA_API_ENV: &str = "PHALANX_RESULTS_VIA_API";
 
 /// How much of the image's `/results` is read to see whether it is an empty directory.
 const LOOK_LIMIT: usize = 64 * 1024;
@@ -68,6 +75,9 @@ pub struct DockerEngine {
     image_results: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageResults>>>>,
     /// The prepared (named) result volume of each container that has one, removed with it.
     volumes: Mutex<HashMap<String, String>>,
+    /// Where each container's result volume lives on this host, when we can read it there
+    /// (learned from the inspection after the wait, so it costs no call).
+    results_on_host: Mutex<HashMap<String, PathBuf>>,
     /// Removals still under way: [`Engine::remove`] returns at once so the suite's slot is
     /// free for the next one; [`Engine::remove_labelled`] waits for all of them.
     removals: Mutex<tokio::task::JoinSet<()>>,
@@ -99,6 +109,7 @@ impl DockerEngine {
             images: Default::default(),
             image_results: Default::default(),
             volumes: Default::default(),
+            results_on_host: Default::default(),
             removals: Default::default(),
             target_networks: Default::default(),
         })
@@ -468,11 +479,16 @@ impl Engine for DockerEngine {
                 ));
             }
         };
-        let state = timed("inspect", id, self.docker.inspect_container(id, None))
+        let inspect = timed("inspect", id, self.docker.inspect_container(id, None))
             .await
-            .map_err(|e| EngineError::api("container inspect", e))?
-            .state;
-        let oom_killed = state.and_then(|s| s.oom_killed).unwrap_or(false);
+            .map_err(|e| EngineError::api("container inspect", e))?;
+        if let Some(host) = results_on_host(&inspect) {
+            self.results_on_host
+                .lock()
+                .unwrap()
+                .insert(id.to_string(), host);
+        }
+        let oom_killed = inspect.state.and_then(|s| s.oom_killed).unwrap_or(false);
         Ok(ExitStatus { code, oom_killed })
     }
 
@@ -501,6 +517,14 @@ impl Engine for DockerEngine {
         id: &str,
         path: &str,
     ) -> Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError> {
+        let on_host = self.results_on_host.lock().unwrap().get(id).cloned();
+        if let Some(volume) = on_host {
+            match local_results::results_tar(&volume, path) {
+                Local::Tar(tar) => return Ok(Some(tar)),
+                Local::Missing => return Ok(None),
+                Local::UseApi => {}
+            }
+        }
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(path)
             .build();
@@ -520,6 +544,7 @@ impl Engine for DockerEngine {
     /// this fails to remove, the run's final sweep ([`Engine::remove_labelled`]) removes
     /// after waiting for every removal under way.
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        self.results_on_host.lock().unwrap().remove(id);
         let volume = self.volumes.lock().unwrap().remove(id);
         self.remove_in_background(id.to_string(), volume);
         Ok(())
@@ -565,6 +590,24 @@ impl Engine for DockerEngine {
         }
         Ok(removed)
     }
+}
+
+/// The host directory of the container's [`RESULTS_DIR`] volume, if this process runs next
+/// to the engine and may read it. A path that merely looks right is not enough: it must
+/// be a directory here.
+fn results_on_host(inspect: &bollard::models::ContainerInspectResponse) -> Option<PathBuf> {
+    if std::env::var_os(VIA_API_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        return None;
+    }
+    if !local_results::can_read_volumes() {
+        return None;
+    }
+    let mount = inspect.mounts.as_ref()?.iter().find(|m| {
+        m.destination.as_deref() == Some(RESULTS_DIR) && m.typ.as_deref() == Some("volume")
+    })?;
+    let source = PathBuf::from(mount.source.as_ref()?);
+    let meta = std::fs::symlink_metadata(&source).ok()?;
+    meta.is_dir().then_some(source)
 }
 
 /// How a container's [`RESULTS_DIR`] is made writable.
