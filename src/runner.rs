@@ -299,7 +299,9 @@ async fn collect_results<E: Engine>(
     Ok(true)
 }
 
-fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpec {
+/// The container for `attempt` of `suite`; the scheduler asks the engine to prepare the first
+/// one ahead of time.
+pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpec {
     let labels = [
         (RUN_LABEL.to_string(), ctx.run_id.clone()),
         (SUITE_LABEL.to_string(), suite.name.clone()),

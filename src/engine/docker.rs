@@ -67,12 +67,18 @@ async fn timed<T>(step: &str, what: &str, fut: impl std::future::Future<Output =
     out
 }
 
+/// A container created (or not) once, by whoever asks first; an error as text.
+type Created = tokio::sync::OnceCell<Result<String, String>>;
+
 pub struct DockerEngine {
     docker: Docker,
     /// Images already known to exist, so each is inspected (or built) once per run.
-    images: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageInfo>>>>,
+    images: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageInfo>>>>,
     /// What each image has at [`RESULTS_DIR`], looked at once per image per run.
-    image_results: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageResults>>>>,
+    image_results: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageResults>>>>,
+    /// Containers created ahead of time by [`Engine::prepare`] (or by [`Engine::create`],
+    /// whichever asked first), by container name; an error is kept as text.
+    prepared: Mutex<HashMap<String, Arc<Created>>>,
     /// The prepared (named) result volume of each container that has one, removed with it.
     volumes: Mutex<HashMap<String, String>>,
     /// Where each container's result volume lives on this host, when we can read it there
@@ -108,6 +114,7 @@ impl DockerEngine {
             docker,
             images: Default::default(),
             image_results: Default::default(),
+            prepared: Default::default(),
             volumes: Default::default(),
             results_on_host: Default::default(),
             removals: Default::default(),
@@ -227,56 +234,99 @@ impl DockerEngine {
         }
     }
 
-    /// How the container gets a writable [`RESULTS_DIR`].
+    /// Creates the container with a writable [`RESULTS_DIR`], the cheap way when the
+    /// image allows it.
     ///
-    /// The cheap way, when the image allows it: an anonymous volume that the engine fills
-    /// from the image's own `/results` at create time, taking its owner and mode. That is
-    /// only right when the image's directory is empty (nothing stale can pass for a result)
-    /// and writable by the suite's user; otherwise a prepared named volume.
-    async fn results_mount(&self, spec: &ContainerSpec) -> Result<ResultsMount, EngineError> {
+    /// The cheap way: an anonymous volume that the engine fills from the image's own
+    /// `/results` at create time, taking its owner and mode. That is only right when the
+    /// image's directory is empty (nothing stale can pass for a result) and writable by the
+    /// suite's user; otherwise a prepared named volume. The first suite of each image in a
+    /// run finds out by creating its container the cheap way and looking at the volume
+    /// before anything runs; the verdict holds for the image for the rest of the run.
+    async fn create_for(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let network_mode = self.network_mode(spec).await?;
         let cell = {
-            let mut known = self.image_results.lock().await;
+            let mut known = self.image_results.lock().unwrap();
             known.entry(spec.image.clone()).or_default().clone()
         };
-        let found = cell.get_or_init(|| self.look_at_image_results(spec)).await;
-        if found.writable_by(&spec.policy.user) {
-            return Ok(ResultsMount::CopyUp);
+        let mut own = None;
+        let found = *cell
+            .get_or_try_init(|| async {
+                let id = self
+                    .create_with(spec, &network_mode, ResultsMount::CopyUp)
+                    .await?;
+                let found = self.look_at_results(&id, &spec.name).await;
+                own = Some(id);
+                Ok::<_, EngineError>(found)
+            })
+            .await?;
+        let cheap = found.writable_by(&spec.policy.user);
+        if let Some(id) = own {
+            if cheap {
+                return Ok(id);
+            }
+            // It has the suite's name: gone before the real one is created.
+            self.force_remove_container(&id).await;
         }
-        self.prepared_results_volume(spec)
-            .await
-            .map(ResultsMount::Prepared)
+        let results = if cheap {
+            ResultsMount::CopyUp
+        } else {
+            ResultsMount::Prepared(self.prepared_results_volume(spec).await?)
+        };
+        self.create_with(spec, &network_mode, results).await
     }
 
-    /// Reads the image's [`RESULTS_DIR`] through a never-started container. Any failure
-    /// means "unknown", which only costs the slower preparation.
-    async fn look_at_image_results(&self, spec: &ContainerSpec) -> ImageResults {
-        let name = format!("{}-look", spec.name);
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            labels: Some(spec.labels.clone()),
-            entrypoint: Some(vec!["/phalanx-never-started".into()]),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some("none".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        let id = match timed(
-            "look-create",
-            &name,
+    async fn create_with(
+        &self,
+        spec: &ContainerSpec,
+        network_mode: &str,
+        results: ResultsMount,
+    ) -> Result<String, EngineError> {
+        let body = container_body(spec, &results, network_mode.to_string());
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let created = timed(
+            "create",
+            &spec.name,
             self.docker.create_container(Some(opts), body),
         )
-        .await
-        {
-            Ok(created) => created.id,
-            Err(_) => return ImageResults::Unknown,
-        };
+        .await;
+        match (created, results) {
+            (Ok(created), ResultsMount::Prepared(volume)) => {
+                self.volumes
+                    .lock()
+                    .unwrap()
+                    .insert(created.id.clone(), volume);
+                Ok(created.id)
+            }
+            (Ok(created), ResultsMount::CopyUp) => Ok(created.id),
+            (Err(e), results) => {
+                if let ResultsMount::Prepared(volume) = &results {
+                    self.remove_volume(volume).await;
+                }
+                Err(EngineError::api("container create", e))
+            }
+        }
+    }
+
+    /// What the engine copied from the image into the (created, never started) container's
+    /// result volume: read on this host when possible, else through the archive API. Any
+    /// failure means "unknown", which only costs the slower preparation.
+    async fn look_at_results(&self, id: &str, name: &str) -> ImageResults {
+        let inspect = timed(
+            "look-inspect",
+            name,
+            self.docker.inspect_container(id, None),
+        )
+        .await;
+        if let Some(dir) = inspect.ok().as_ref().and_then(results_on_host) {
+            return ImageResults::from_dir(&dir);
+        }
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(RESULTS_DIR)
             .build();
-        let mut tar = self.docker.download_from_container(&id, Some(opts));
+        let mut tar = self.docker.download_from_container(id, Some(opts));
         let read = async {
             let mut all = Vec::new();
             while let Some(chunk) = tar.next().await {
@@ -288,15 +338,12 @@ impl DockerEngine {
             }
             Ok(Some(all))
         };
-        let found = match timed("look-download", &name, read).await {
+        match timed("look-download", name, read).await {
             Ok(Some(tar)) => ImageResults::from_tar(&tar),
             Ok(None) => ImageResults::Unsuitable,
             Err(e) if is_not_found(&e) => ImageResults::Missing,
             Err(_) => ImageResults::Unknown,
-        };
-        drop(tar);
-        self.remove_in_background(id, None);
-        found
+        }
     }
 
     /// Removes the container (and its prepared volume) in a task of its own.
@@ -390,7 +437,7 @@ impl Engine for DockerEngine {
         build_log: &Path,
     ) -> Result<ImageInfo, EngineError> {
         let cell = {
-            let mut images = self.images.lock().await;
+            let mut images = self.images.lock().unwrap();
             images.entry(suite.image.clone()).or_default().clone()
         };
         // One inspection (or build) per image per run; suites sharing an image wait for it.
@@ -400,35 +447,49 @@ impl Engine for DockerEngine {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
-        let network_mode = self.network_mode(spec).await?;
-        let results = self.results_mount(spec).await?;
-        let body = container_body(spec, &results, network_mode);
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&spec.name)
-            .build();
-        match timed(
-            "create",
-            &spec.name,
-            self.docker.create_container(Some(opts), body),
-        )
-        .await
-        {
-            Ok(created) => {
-                if let ResultsMount::Prepared(volume) = results {
-                    self.volumes
-                        .lock()
-                        .unwrap()
-                        .insert(created.id.clone(), volume);
-                }
-                Ok(created.id)
-            }
-            Err(e) => {
-                if let ResultsMount::Prepared(volume) = &results {
-                    self.remove_volume(volume).await;
-                }
-                Err(EngineError::api("container create", e))
-            }
+        // The same cell as a hint's (which is never removed, so a late hint cannot create a
+        // second container): whoever comes first creates, the other waits for it.
+        let cell = self
+            .prepared
+            .lock()
+            .unwrap()
+            .entry(spec.name.clone())
+            .or_default()
+            .clone();
+        let mut own_error = None;
+        let made = cell
+            .get_or_init(|| async {
+                self.create_for(spec).await.map_err(|e| {
+                    let message = e.to_string();
+                    own_error = Some(e);
+                    message
+                })
+            })
+            .await;
+        match (made, own_error) {
+            (Ok(id), _) => Ok(id.clone()),
+            (Err(_), Some(e)) => Err(e),
+            // The hint failed: that decides nothing, try again.
+            (Err(_), None) => self.create_for(spec).await,
         }
+    }
+
+    /// Only for images this run already has and has looked at: a hint never builds an
+    /// image or makes the first look, which stay with the suite that needs them.
+    async fn prepare(&self, spec: &ContainerSpec) -> bool {
+        if !known(&self.images, &spec.image) || !known(&self.image_results, &spec.image) {
+            return true;
+        }
+        let cell = {
+            let mut prepared = self.prepared.lock().unwrap();
+            if prepared.contains_key(&spec.name) {
+                return false;
+            }
+            prepared.entry(spec.name.clone()).or_default().clone()
+        };
+        cell.get_or_init(|| async { self.create_for(spec).await.map_err(|e| e.to_string()) })
+            .await;
+        false
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
@@ -592,6 +653,15 @@ impl Engine for DockerEngine {
     }
 }
 
+/// Whether the per-image cell for `image` holds its answer already.
+fn known<T>(cells: &Mutex<HashMap<String, Arc<tokio::sync::OnceCell<T>>>>, image: &str) -> bool {
+    cells
+        .lock()
+        .unwrap()
+        .get(image)
+        .is_some_and(|c| c.initialized())
+}
+
 /// The host directory of the container's [`RESULTS_DIR`] volume, if this process runs next
 /// to the engine and may read it. A path that merely looks right is not enough: it must
 /// be a directory here.
@@ -636,6 +706,26 @@ enum ImageResults {
 }
 
 impl ImageResults {
+    /// Looks at the volume's directory on this host, without following anything.
+    fn from_dir(dir: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(dir) else {
+            return ImageResults::Unknown;
+        };
+        if !meta.is_dir() {
+            return ImageResults::Unsuitable;
+        }
+        match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+            Ok(true) => ImageResults::EmptyDir {
+                uid: u64::from(meta.uid()),
+                gid: u64::from(meta.gid()),
+                mode: meta.mode() & 0o7777,
+            },
+            Ok(false) => ImageResults::Unsuitable,
+            Err(_) => ImageResults::Unknown,
+        }
+    }
+
     /// Reads the tar the engine returns for the path: a lone directory entry means empty.
     fn from_tar(tar: &[u8]) -> Self {
         let mut archive = tar::Archive::new(tar);
@@ -856,6 +946,28 @@ mod tests {
         let file = tar_of(&[("results", 0o666, 0, false)]);
         assert_eq!(ImageResults::from_tar(&file), ImageResults::Unsuitable);
         assert_eq!(ImageResults::from_tar(b""), ImageResults::Unknown);
+    }
+
+    #[test]
+    fn a_volume_directory_on_this_host_is_looked_at_without_following_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let ImageResults::EmptyDir { mode, .. } = ImageResults::from_dir(&empty) else {
+            panic!("not an empty dir")
+        };
+        assert_eq!(mode, 0o1777);
+        std::fs::write(empty.join("stale"), "x").unwrap();
+        assert_eq!(ImageResults::from_dir(&empty), ImageResults::Unsuitable);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert_eq!(ImageResults::from_dir(&link), ImageResults::Unsuitable);
+        assert_eq!(
+            ImageResults::from_dir(&dir.path().join("absent")),
+            ImageResults::Unknown
+        );
     }
 
     #[test]
