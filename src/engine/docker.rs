@@ -74,7 +74,8 @@ pub struct DockerEngine {
     docker: Docker,
     /// Images already known to exist, so each is inspected (or built) once per run.
     images: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageInfo>>>>,
-    /// What each image has at [`RESULTS_DIR`], looked at once per image per run.
+    /// What the engine copies from each image into a fresh result volume: looked at once
+    /// per image per run, by the first suite that needs it.
     image_results: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<ImageResults>>>>,
     /// Containers created ahead of time by [`Engine::prepare`] (or by [`Engine::create`],
     /// whichever asked first), by container name; an error is kept as text.
