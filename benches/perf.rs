@@ -61,6 +61,8 @@ struct Config {
     mem_suites: usize,
     /// `BENCH_ONLY`: comma-separated sections to run (overhead,makespan,memory,profile).
     only: Vec<String>,
+    /// `BENCH_BASELINE`: another `phalanx` binary to add to the overhead comparison.
+    baseline: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            baseline: std::env::var_os("BENCH_BASELINE").map(Into::into),
         }
     }
 
@@ -197,15 +200,23 @@ enum Contender {
     Minimal,
     MinimalCopy,
     Phalanx,
+    /// Another `phalanx` binary (`BENCH_BASELINE`), e.g. one built from an older commit.
+    Baseline,
 }
 
 impl Contender {
-    const ALL: [Contender; 4] = [
-        Contender::Xargs,
-        Contender::Minimal,
-        Contender::MinimalCopy,
-        Contender::Phalanx,
-    ];
+    fn all(config: &Config) -> Vec<Contender> {
+        let mut all = vec![
+            Contender::Xargs,
+            Contender::Minimal,
+            Contender::MinimalCopy,
+            Contender::Phalanx,
+        ];
+        if config.baseline.is_some() {
+            all.push(Contender::Baseline);
+        }
+        all
+    }
 
     fn label(self, jobs: usize) -> String {
         match self {
@@ -213,6 +224,7 @@ impl Contender {
             Contender::Minimal => "minimal client (create/start/wait/remove)".into(),
             Contender::MinimalCopy => "minimal client + copy of /results".into(),
             Contender::Phalanx => format!("phalanx run -j {jobs}"),
+            Contender::Baseline => format!("baseline phalanx run -j {jobs}"),
         }
     }
 }
@@ -243,7 +255,7 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
                     );
                     minimal_client(docker, image, count, jobs, target, &label, copy).await
                 }
-                Contender::Phalanx => {
+                Contender::Phalanx | Contender::Baseline => {
                     let suites: Vec<String> = if count == n {
                         Vec::new()
                     } else {
@@ -251,7 +263,17 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
                             .flat_map(|i| ["--suite".to_string(), format!("t{i:04}")])
                             .collect()
                     };
-                    phalanx_run(ws, jobs, &suites).await.map(|r| r.wall)
+                    let program = match contender {
+                        Contender::Baseline => config.baseline.clone(),
+                        _ => None,
+                    };
+                    phalanx_run_with(ws, jobs, &suites, |command| {
+                        if let Some(program) = program {
+                            replace_program(command, |_| std::process::Command::new(&program));
+                        }
+                    })
+                    .await
+                    .map(|r| r.wall)
                 }
             }
         }
@@ -259,13 +281,14 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
 
     println!("\n== overhead: {n} trivial suites, {jobs} at a time ==");
     // Warm up every path (image layers, engine caches, the binaries) untimed.
-    for contender in Contender::ALL {
+    let contenders = Contender::all(config);
+    for &contender in &contenders {
         run(contender, jobs.min(n)).await?;
     }
     let mut times: BTreeMap<Contender, Vec<f64>> = BTreeMap::new();
     for rep in 0..config.reps {
-        for k in 0..Contender::ALL.len() {
-            let contender = Contender::ALL[(k + rep) % Contender::ALL.len()];
+        for k in 0..contenders.len() {
+            let contender = contenders[(k + rep) % contenders.len()];
             let took = run(contender, n).await?;
             times.entry(contender).or_default().push(took.as_secs_f64());
         }
@@ -276,7 +299,7 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
         "  {:<44} {:>9} {:>9} {:>10}   runs (s)",
         "contender", "median", "best", "per suite"
     );
-    for contender in Contender::ALL {
+    for &contender in &contenders {
         let runs: Vec<String> = times[&contender]
             .iter()
             .map(|t| format!("{t:.2}"))
@@ -292,7 +315,7 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
         );
     }
     println!("  ratios (of medians; of best runs, the least disturbed by other load):");
-    for (what, other, target) in [
+    let mut ratios = vec![
         ("phalanx / xargs docker run", Contender::Xargs, Some(1.0)),
         ("phalanx / minimal client", Contender::Minimal, Some(1.10)),
         (
@@ -300,7 +323,11 @@ async fn overhead(docker: &Docker, image: &str, config: &Config, bench_id: &str)
             Contender::MinimalCopy,
             None,
         ),
-    ] {
+    ];
+    if config.baseline.is_some() {
+        ratios.push(("phalanx / baseline phalanx", Contender::Baseline, None));
+    }
+    for (what, other, target) in ratios {
         ratio_line(
             what,
             median_of(Contender::Phalanx) / median_of(other),
@@ -580,6 +607,26 @@ async fn phalanx_run_with(
     Ok(PhalanxRun { wall, json, stderr })
 }
 
+/// Replaces `command`'s program by what `make` builds from it (given the old program), with
+/// the same arguments, working directory and environment.
+fn replace_program(
+    command: &mut std::process::Command,
+    make: impl FnOnce(&std::ffi::OsStr) -> std::process::Command,
+) {
+    let mut new = make(command.get_program());
+    new.args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        new.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => new.env(key, value),
+            None => new.env_remove(key),
+        };
+    }
+    *command = new;
+}
+
 // ---------------------------------------------------------------------------------------
 // Makespan
 
@@ -672,20 +719,15 @@ async fn memory(image: &str, config: &Config) -> Result<()> {
     let rss_path = rss_file.clone();
     let run = phalanx_run_with(&ws, jobs, &[], move |command| {
         // Run phalanx under GNU time, which writes its peak RSS (KiB) to rss.txt.
-        let program = command.get_program().to_owned();
-        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
-        let mut wrapped = std::process::Command::new("/usr/bin/time");
-        wrapped
-            .arg("-f")
-            .arg("%M")
-            .arg("-o")
-            .arg(&rss_path)
-            .arg(program)
-            .args(args);
-        if let Some(dir) = command.get_current_dir() {
-            wrapped.current_dir(dir);
-        }
-        *command = wrapped;
+        replace_program(command, |program| {
+            let mut time = std::process::Command::new("/usr/bin/time");
+            time.arg("-f")
+                .arg("%M")
+                .arg("-o")
+                .arg(&rss_path)
+                .arg(program);
+            time
+        });
     })
     .await?;
     let kib: f64 = std::fs::read_to_string(&rss_file)
