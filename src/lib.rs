@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod findings;
+pub mod history;
 pub mod images;
 pub mod outcome;
 pub mod plan;

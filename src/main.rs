@@ -12,6 +12,7 @@ use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::findings::Severity;
+use phalanx::history::{self, History};
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
@@ -123,6 +124,14 @@ struct RunArgs {
     /// Progress display: bars on a terminal, one line per event otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
+    /// Run only shard M of N of the selected suites (by a stable hash of each name), so
+    /// that N CI jobs given 1/N … N/N split them.
+    #[arg(long, value_name = "hash:M/N")]
+    partition: Option<plan::Partition>,
+    /// Suite durations of earlier runs, used to start the longest suites first, and
+    /// updated after the run.
+    #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
+    history: PathBuf,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -327,7 +336,8 @@ struct ReportPaths {
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
     let loaded = load_suites(project, &args.suites)?;
-    let (mut suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
+    let (mut suites, invalid_suites) = shard(suites, invalid_suites, args.partition);
     if let Some(fail_on) = args.fail_on {
         for suite in &mut suites {
             suite.results.fail_on = fail_on;
@@ -368,6 +378,8 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         },
         suites,
         invalid_suites,
+        history: load_history(&args.history),
+        partition: args.partition.map(|p| p.to_string()),
     };
     let report = match connect().await {
         Ok(engine) => {
@@ -381,6 +393,9 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         Err(Failure::Infra(message)) => unreachable_report(plan, &message),
         Err(other) => return Err(other),
     };
+    if let Some(warning) = history::record_run(&args.history, &report.suites) {
+        eprintln!("warning: {warning}");
+    }
     write_reports(&report, &paths)?;
     Ok(ExitCode::from(report.exit_code() as u8))
 }
@@ -406,6 +421,39 @@ fn select(
         Ok(suites) => Ok((suites, invalid)),
         Err(e) => Err(Failure::Usage(e.to_string())),
     }
+}
+
+/// Keeps what belongs to this CI shard, broken suite files included, so that every suite
+/// is reported by exactly one shard.
+fn shard(
+    suites: Vec<Suite>,
+    invalid: Vec<InvalidSuite>,
+    partition: Option<plan::Partition>,
+) -> (Vec<Suite>, Vec<InvalidSuite>) {
+    let Some(partition) = partition else {
+        return (suites, invalid);
+    };
+    let selected = suites.len() + invalid.len();
+    let suites = partition.apply(suites);
+    let invalid: Vec<InvalidSuite> = invalid
+        .into_iter()
+        .filter(|i| partition.contains(&i.name))
+        .collect();
+    if suites.is_empty() && invalid.is_empty() {
+        eprintln!(
+            "note: shard {partition} holds none of the {selected} selected suite(s); nothing to run"
+        );
+    }
+    (suites, invalid)
+}
+
+/// The history of earlier runs; one that cannot be used only costs the ordering.
+fn load_history(path: &Path) -> History {
+    let (history, warning) = History::load(path);
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    history
 }
 
 /// The broken suite files the user asked for: all of them when nothing is selected, else
@@ -473,6 +521,7 @@ fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
         interrupted: None,
         suites: run::all_errored(&plan.suites, message),
         invalid_suites: plan.invalid_suites,
+        partition: plan.partition,
     }
 }
 

@@ -161,6 +161,9 @@ pub struct RunReport {
     pub suites: Vec<SuiteReport>,
     /// Selected suite files that could not be read; they make the run exit 2.
     pub invalid_suites: Vec<InvalidSuite>,
+    /// `hash:M/N` when the run was one shard of the selection (`--partition`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
 }
 
 impl RunReport {

@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 use crate::config::Suite;
 use crate::engine::Engine;
 use crate::event::Event;
+use crate::history::History;
 use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
+use crate::plan;
 use crate::runner::RunContext;
 use crate::schedule::{self, ScheduleOptions, StopReason, StopSignal};
 
@@ -21,6 +23,11 @@ pub struct RunPlan {
     pub options: ScheduleOptions,
     /// Selected suite files that could not be read: reported, not run.
     pub invalid_suites: Vec<InvalidSuite>,
+    /// Durations from earlier runs: suites start longest expected first. The reports keep
+    /// the order of `suites`.
+    pub history: History,
+    /// `hash:M/N` when this run is one CI shard of the selection; named in the reports.
+    pub partition: Option<String>,
 }
 
 /// A run id that is unique on this engine: time, process and a per-process counter.
@@ -57,15 +64,19 @@ pub async fn execute<E: Engine>(
         }
     });
     let watcher = announce_stop(stop.clone(), events.clone());
-    let suites = schedule::run_all(
+    let order = plan::longest_first(&plan.suites, &plan.history);
+    let mut planned: Vec<Option<Suite>> = plan.suites.into_iter().map(Some).collect();
+    let started: Vec<Suite> = order.iter().filter_map(|&i| planned[i].take()).collect();
+    let reports = schedule::run_all(
         engine.clone(),
-        plan.suites,
+        started,
         Arc::new(plan.context),
         plan.options,
         stop.clone(),
         events,
     )
     .await;
+    let suites = in_plan_order(reports, &order);
     watcher.abort();
     let _ = subscriber.await;
     // Whatever a suite could not remove (an engine hiccup, a cancelled removal) goes now.
@@ -81,7 +92,17 @@ pub async fn execute<E: Engine>(
         },
         suites,
         invalid_suites: plan.invalid_suites,
+        partition: plan.partition,
     }
+}
+
+/// Puts reports made in start `order` (indices into the plan) back in plan order.
+fn in_plan_order(reports: Vec<SuiteReport>, order: &[usize]) -> Vec<SuiteReport> {
+    let mut placed: Vec<Option<SuiteReport>> = vec![None; order.len()];
+    for (report, &index) in reports.into_iter().zip(order) {
+        placed[index] = Some(report);
+    }
+    placed.into_iter().flatten().collect()
 }
 
 /// Tells the subscribers once when and why the run starts stopping early.

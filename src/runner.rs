@@ -2,7 +2,10 @@
 //! results, removal — and retries after infrastructure errors.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, which is the system clock except under paused time in tests, where
+// durations then match the virtual time the suites ran.
+use tokio::time::Instant;
 
 use chrono::Utc;
 
@@ -276,7 +279,9 @@ async fn collect_results<E: Engine>(
     Ok(true)
 }
 
-fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpec {
+/// The container for `attempt` of `suite`; the scheduler asks the engine to prepare the first
+/// one ahead of time.
+pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> ContainerSpec {
     let labels = [
         (RUN_LABEL.to_string(), ctx.run_id.clone()),
         (SUITE_LABEL.to_string(), suite.name.clone()),

@@ -1,10 +1,12 @@
-//! Runs the planned suites concurrently: at most `jobs` weight units at once, in plan
-//! order, with fail-fast and cancellation.
+//! Runs the planned suites concurrently: at most `jobs` weight units at once, in the order
+//! given, with fail-fast and cancellation. While suites wait for a slot, the engine is
+//! asked to prepare the containers of the next few, so that a freed slot goes straight to
+//! starting one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -80,11 +82,13 @@ pub async fn run_all<E: Engine>(
         events: events.clone(),
     };
     let slots = Arc::new(Semaphore::new(jobs));
-    let mut queue = suites.into_iter().enumerate().peekable();
-    while let Some((_, next)) = queue.peek() {
+    let mut queue: VecDeque<(usize, Suite)> = suites.into_iter().enumerate().collect();
+    let mut lookahead = Lookahead::default();
+    while let Some((_, next)) = queue.front() {
         if stop.is_stopped() {
             break;
         }
+        lookahead.hint(&engine, &ctx, &queue, jobs, slots.available_permits());
         // A suite heavier than the whole budget still runs, alone.
         let weight = next.weight.clamp(1, jobs as u32);
         tokio::select! {
@@ -95,12 +99,13 @@ pub async fn run_all<E: Engine>(
             }
             permit = slots.clone().acquire_many_owned(weight) => {
                 let permit = permit.expect("the semaphore is never closed");
-                let (index, suite) = queue.next().expect("peeked");
+                let (index, suite) = queue.pop_front().expect("peeked");
                 let (engine, ctx, stop, events) = (engine.clone(), ctx.clone(), stop.clone(), events.clone());
+                // The slots go back only once the report is recorded, so that a failure
+                // stops the run (fail-fast) before anything else can take them.
                 let handle = scheduler.running.spawn(async move {
                     let report = runner::run_suite(&*engine, &suite, &ctx, &stop, &events).await;
-                    drop(permit);
-                    report
+                    (report, permit)
                 });
                 scheduler.task_index.insert(handle.id(), index);
             }
@@ -109,14 +114,67 @@ pub async fn run_all<E: Engine>(
     while let Some(joined) = scheduler.running.join_next_with_id().await {
         scheduler.record(joined);
     }
-    scheduler.finish_unstarted(queue.map(|(i, _)| i))
+    // What is being prepared finishes before the run's final sweep looks for leftovers.
+    lookahead.finish().await;
+    scheduler.finish_unstarted(queue.into_iter().map(|(i, _)| i))
+}
+
+/// Asks the engine to prepare the first attempt of the next queued suites: as many as
+/// there are slots, so that at most about twice `jobs` containers exist at once. A hint the
+/// engine could not act on yet (its image is not ready) is given again at the next event.
+#[derive(Default)]
+struct Lookahead {
+    /// Plan indices hinted (and not to be hinted again).
+    hinted: std::collections::HashSet<usize>,
+    /// Each hint's plan index, and whether to give it again.
+    preparing: JoinSet<(usize, bool)>,
+}
+
+impl Lookahead {
+    fn hint<E: Engine>(
+        &mut self,
+        engine: &Arc<E>,
+        ctx: &Arc<RunContext>,
+        queue: &VecDeque<(usize, Suite)>,
+        jobs: usize,
+        free: usize,
+    ) {
+        while let Some(done) = self.preparing.try_join_next() {
+            if let Ok((index, true)) = done {
+                self.hinted.remove(&index);
+            }
+        }
+        // The suites that get their slots at once would only race their own creation.
+        let mut left = free;
+        let skip = queue
+            .iter()
+            .take_while(|(_, s)| {
+                let weight = s.weight.clamp(1, jobs as u32) as usize;
+                let fits = weight <= left;
+                left = left.saturating_sub(weight);
+                fits
+            })
+            .count();
+        for (index, suite) in queue.iter().skip(skip).take(jobs) {
+            if self.hinted.insert(*index) {
+                let spec = runner::container_spec(suite, ctx, 1);
+                let (engine, index) = (engine.clone(), *index);
+                self.preparing
+                    .spawn(async move { (index, engine.prepare(&spec).await) });
+            }
+        }
+    }
+
+    async fn finish(self) {
+        self.preparing.join_all().await;
+    }
 }
 
 struct Scheduler {
     reports: Vec<Option<SuiteReport>>,
     /// Name and image of each planned suite, for suites that never start.
     names: Vec<(String, String)>,
-    running: JoinSet<SuiteReport>,
+    running: JoinSet<(SuiteReport, OwnedSemaphorePermit)>,
     task_index: HashMap<tokio::task::Id, usize>,
     options: ScheduleOptions,
     stop: StopSignal,
@@ -124,9 +182,15 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn record(&mut self, joined: Result<(tokio::task::Id, SuiteReport), tokio::task::JoinError>) {
-        let (index, report) = match joined {
-            Ok((id, report)) => (self.task_index[&id], report),
+    fn record(
+        &mut self,
+        joined: Result<
+            (tokio::task::Id, (SuiteReport, OwnedSemaphorePermit)),
+            tokio::task::JoinError,
+        >,
+    ) {
+        let (index, report, permit) = match joined {
+            Ok((id, (report, permit))) => (self.task_index[&id], report, Some(permit)),
             Err(e) => {
                 let index = self.task_index[&e.id()];
                 let (name, image) = &self.names[index];
@@ -134,6 +198,7 @@ impl Scheduler {
                 (
                     index,
                     SuiteReport::not_run(name, image, Outcome::Error, reason),
+                    None,
                 )
             }
         };
@@ -146,6 +211,7 @@ impl Scheduler {
             .events
             .send(Event::SuiteFinished(Box::new(report.clone())));
         self.reports[index] = Some(report);
+        drop(permit);
     }
 
     /// Reports the suites that never got a slot as skipped (fail-fast) or cancelled.
@@ -247,6 +313,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn queued_suites_are_prepared_once_each_in_order() {
+        let engine = Arc::new(MemoryEngine::default());
+        let suites = (0..6)
+            .map(|i| suite(&format!("s{i}"), &["1000", "0"]))
+            .collect();
+        run(engine.clone(), suites, 2, false, StopSignal::default()).await;
+        // Not s0 and s1: they got their slots at once.
+        let names: Vec<String> = (2..6).map(|i| format!("phalanx-test-s{i}-1")).collect();
+        assert_eq!(engine.prepared(), names);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_heavy_suite_takes_several_slots() {
         let engine = Arc::new(MemoryEngine::default());
         let mut heavy = suite("heavy", &["1000", "0"]);
@@ -341,6 +419,21 @@ mod tests {
             ]
         );
         assert_eq!(engine.leftover(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failure_with_fail_fast_nothing_more_starts() {
+        let engine = Arc::new(MemoryEngine::default());
+        let suites = vec![
+            suite("fails", &["10", "1"]),
+            suite("next", &["10", "0"]),
+            suite("later", &["10", "0"]),
+        ];
+        let reports = run(engine.clone(), suites, 1, true, StopSignal::default()).await;
+        let started: Vec<String> = engine.intervals().into_iter().map(|i| i.suite).collect();
+        assert_eq!(started, ["fails"]);
+        assert_eq!(reports[1].outcome, Outcome::Skipped);
+        assert_eq!(reports[2].outcome, Outcome::Skipped);
     }
 
     #[tokio::test(start_paused = true)]

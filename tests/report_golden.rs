@@ -68,6 +68,7 @@ fn fixed_run() -> RunReport {
         interrupted: None,
         suites: vec![passed, failed, errored, skipped],
         invalid_suites: Vec::new(),
+        partition: None,
     }
 }
 

@@ -68,6 +68,7 @@ fn run_with_every_outcome() -> RunReport {
             suite("cancelled", Outcome::Cancelled, "run interrupted by SIGINT"),
         ],
         invalid_suites: Vec::new(),
+        partition: None,
     }
 }
 

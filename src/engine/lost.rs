@@ -77,6 +77,7 @@ mod tests {
             interrupted: None,
             suites,
             invalid_suites: Vec::new(),
+            partition: None,
         };
         let note = mark_lost(&mut report, "unix:///x.sock");
         assert!(

@@ -38,6 +38,8 @@ struct State {
     running_weight: u32,
     pub max_running_weight: u32,
     intervals: Vec<Interval>,
+    /// Names of the containers the scheduler asked to prepare, in order.
+    prepared: Vec<String>,
 }
 
 struct Container {
@@ -58,6 +60,11 @@ impl MemoryEngine {
     /// How many containers have not been removed.
     pub fn leftover(&self) -> usize {
         self.state.lock().unwrap().containers.len()
+    }
+
+    /// Names of the containers the scheduler asked to prepare ahead of time, in order.
+    pub fn prepared(&self) -> Vec<String> {
+        self.state.lock().unwrap().prepared.clone()
     }
 
     /// The largest number of containers that ran at the same time.
@@ -133,6 +140,11 @@ impl Engine for MemoryEngine {
             },
         );
         Ok(id)
+    }
+
+    async fn prepare(&self, spec: &ContainerSpec) -> bool {
+        self.state.lock().unwrap().prepared.push(spec.name.clone());
+        false
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {

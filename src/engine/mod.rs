@@ -110,6 +110,17 @@ pub trait Engine: Send + Sync + 'static {
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
 
+    /// Creates the container for `spec` ahead of time, while its suite still waits for a
+    /// slot, so that [`Engine::create`] with the same spec then returns it at once. Only a
+    /// hint: an engine may do nothing (the default), and `create` must work whether or not
+    /// `prepare` ran, finished or failed. Whatever it creates is labelled like the rest.
+    /// Returns true when it could not prepare yet but might later (the image is not ready),
+    /// so the hint is worth giving again.
+    fn prepare(&self, spec: &ContainerSpec) -> impl Future<Output = bool> + Send {
+        let _ = spec;
+        async { false }
+    }
+
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Follows the container's output until it stops.
@@ -134,11 +145,12 @@ pub trait Engine: Send + Sync + 'static {
         Output = Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError>,
     > + Send;
 
-    /// Removes the container and its anonymous volumes, whatever state it is in.
+    /// Removes the container and its anonymous volumes, whatever state it is in. The removal
+    /// may finish in the background; [`Engine::remove_labelled`] waits for it.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
-    /// Removes everything labelled [`RUN_LABEL`] (for one run id, or for any run when `None`);
-    /// returns how many containers were removed.
+    /// Waits for removals under way, then removes everything labelled [`RUN_LABEL`] (for one
+    /// run id, or for any run when `None`); returns how many containers were removed.
     fn remove_labelled(
         &self,
         run_id: Option<&str>,

@@ -118,6 +118,7 @@ mod tests {
             interrupted: None,
             suites: vec![passed, timed_out],
             invalid_suites: Vec::new(),
+            partition: None,
         }
     }
 

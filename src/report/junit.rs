@@ -42,7 +42,10 @@ pub fn write_junit(run: &RunReport, path: &Path) -> Result<(), ReportError> {
 
 /// The whole report; `cases` gives each suite's test cases (see [`exit_code_cases`]).
 pub fn junit_report(run: &RunReport, cases: impl Fn(&SuiteReport) -> Vec<TestCase>) -> Report {
-    let mut report = Report::new("phalanx");
+    let mut report = Report::new(match &run.partition {
+        Some(shard) => format!("phalanx {shard}"),
+        None => "phalanx".to_string(),
+    });
     report.set_timestamp(whole_seconds(run.started_at));
     report.set_time(elapsed(run.started_at, run.finished_at));
     for suite in &run.suites {
@@ -324,6 +327,7 @@ mod tests {
             interrupted: None,
             suites,
             invalid_suites: Vec::new(),
+            partition: None,
         }
     }
 

@@ -225,6 +225,7 @@ mod tests {
             interrupted: interrupted.map(str::to_string),
             suites,
             invalid_suites: Vec::new(),
+            partition: None,
         }
     }
 

@@ -156,6 +156,7 @@ pub fn run_of(suites: Vec<SuiteReport>) -> RunReport {
         interrupted: None,
         suites,
         invalid_suites: Vec::new(),
+        partition: None,
     }
 }
 
