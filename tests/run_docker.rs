@@ -3,101 +3,12 @@
 //! labelled with its run id is left on the engine.
 
 mod junit_schema;
+mod runs;
 mod support;
 
-use std::path::Path;
-use std::process::Output;
-
+use runs::{assert_nothing_left, finished, probe_suite, read, run, wait_until_running};
 use serde_json::Value;
 use support::{Workspace, probe_image, unique};
-
-/// One finished `phalanx run`.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Value,
-}
-
-impl Run {
-    fn suite(&self, name: &str) -> &Value {
-        self.json["suites"]
-            .as_array()
-            .expect("suites array")
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no suite {name} in run.json:\n{}", self.json))
-    }
-
-    fn outcome(&self, name: &str) -> &str {
-        self.suite(name)["outcome"].as_str().unwrap()
-    }
-
-    fn run_id(&self) -> &str {
-        self.json["run_id"].as_str().unwrap()
-    }
-}
-
-fn finished(ws: &Workspace, output: Output) -> Run {
-    let run_json = ws.reports_dir().join("run.json");
-    let text = std::fs::read_to_string(&run_json).unwrap_or_else(|e| {
-        panic!(
-            "no {}: {e}\nstderr:\n{}",
-            run_json.display(),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    Run {
-        code: output.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        json: serde_json::from_str(&text).expect("run.json is JSON"),
-    }
-}
-
-/// Runs `phalanx run --progress plain ARGS` in the workspace and checks the run cleaned up.
-async fn run(ws: &Workspace, args: &[&str]) -> Run {
-    let mut all = vec!["run", "--progress", "plain", "--target", "target"];
-    all.extend_from_slice(args);
-    let output = ws.phalanx(&all).output().expect("phalanx runs");
-    let run = finished(ws, output);
-    assert_nothing_left(run.run_id()).await;
-    run
-}
-
-async fn assert_nothing_left(run_id: &str) {
-    assert_eq!(
-        support::containers_with_label(run_id).await,
-        Vec::<String>::new(),
-        "containers left"
-    );
-    assert_eq!(
-        support::volumes_with_label(run_id).await,
-        Vec::<String>::new(),
-        "volumes left"
-    );
-    assert_eq!(
-        support::networks_with_label(run_id).await,
-        Vec::<String>::new(),
-        "networks left"
-    );
-}
-
-/// A suite file running the probe with `steps` (the probe's `--`-separated script).
-fn probe_suite(image: &str, steps: &[&str], extra: &str) -> String {
-    let command: Vec<String> = std::iter::once("/probe")
-        .chain(steps.iter().copied())
-        .map(|s| format!("{s:?}"))
-        .collect();
-    format!(
-        "image = {image:?}\ncommand = [{}]\n{extra}\n",
-        command.join(", ")
-    )
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 #[tokio::test]
 async fn exit_codes_decide_pass_and_fail() {
@@ -397,31 +308,6 @@ async fn sigint_stops_the_run_writes_reports_and_leaves_nothing() {
     assert_eq!(run.outcome(&sleeper), "cancelled");
     assert_eq!(run.json["interrupted"], "SIGINT");
     assert!(ws.reports_dir().join("junit.xml").is_file());
-}
-
-/// Polls the engine until a container of `suite` is running.
-async fn wait_until_running(suite: &str) {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let docker = support::docker().await;
-    let filters = std::collections::HashMap::from([
-        ("label", vec![format!("phalanx.suite={suite}")]),
-        ("status", vec!["running".to_string()]),
-    ]);
-    for _ in 0..600 {
-        let options = ListContainersOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        if !docker
-            .list_containers(Some(options))
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the suite {suite} never started");
 }
 
 #[tokio::test]
