@@ -222,35 +222,15 @@ pub fn longest_first(suites: &[Suite], history: &History) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{Policy, ResultFormat, ResultsSpec};
-    use crate::findings::Severity;
 
     fn suite(name: &str, tags: &[&str]) -> Suite {
-        Suite {
-            name: name.into(),
-            description: String::new(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            image: "img".into(),
-            build: None,
-            command: None,
-            env: BTreeMap::new(),
-            secret_env: Default::default(),
-            timeout: Duration::from_secs(60),
-            retries: 0,
-            weight: 1,
-            results: ResultsSpec {
-                format: ResultFormat::ExitCode,
-                path: "/results".into(),
-                ok_exit_codes: vec![0],
-                fail_on: Severity::High,
-            },
-            policy: Policy::default(),
-            source: format!("suites/{name}.toml").into(),
-        }
+        let mut suite = crate::config::tests_support::suite(name);
+        suite.tags = tags.iter().map(|t| t.to_string()).collect();
+        suite.timeout = Duration::from_secs(60);
+        suite
     }
 
     fn all() -> Vec<Suite> {

@@ -241,36 +241,16 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{Policy, ResultFormat, ResultsSpec};
     use crate::engine::memory::MemoryEngine;
-    use crate::findings::Severity;
 
     fn suite(name: &str, script: &[&str]) -> Suite {
-        Suite {
-            name: name.into(),
-            description: String::new(),
-            tags: vec![],
-            image: "img".into(),
-            build: None,
-            command: Some(script.iter().map(|s| s.to_string()).collect()),
-            env: BTreeMap::new(),
-            secret_env: Default::default(),
-            timeout: Duration::from_secs(60),
-            retries: 0,
-            weight: 1,
-            results: ResultsSpec {
-                format: ResultFormat::ExitCode,
-                path: "/results".into(),
-                ok_exit_codes: vec![0],
-                fail_on: Severity::High,
-            },
-            policy: Policy::default(),
-            source: "test.toml".into(),
-        }
+        let mut suite = crate::config::tests_support::suite(name);
+        suite.command = Some(script.iter().map(|s| s.to_string()).collect());
+        suite.timeout = Duration::from_secs(60);
+        suite
     }
 
     async fn run(
