@@ -45,6 +45,12 @@ async fn losing_the_engine_mid_run_errors_the_suites_and_still_reports() {
 
     let child = spawn_run(&ws, &proxy, &["-j", "1"]);
     let container = runs::wait_until_running(&running).await;
+    // Cut only once phalanx has received the output, which also crosses the proxy.
+    wait_for_log(
+        &ws.reports_dir().join(format!("logs/{running}.log")),
+        "started",
+    )
+    .await;
     proxy.cut();
     let output = wait_for(child).await;
     let run = runs::finished(&ws, output);
@@ -76,6 +82,17 @@ async fn losing_the_engine_mid_run_errors_the_suites_and_still_reports() {
     assert!(ws.reports_dir().join("junit.xml").is_file());
     let log = read(&ws.reports_dir().join(format!("logs/{running}.log")));
     assert!(log.contains("started"), "partial log kept: {log:?}");
+}
+
+/// Polls `log` until it holds `text` (phalanx writes a quiet suite's output out promptly).
+async fn wait_for_log(log: &std::path::Path, text: &str) {
+    for _ in 0..600 {
+        if std::fs::read_to_string(log).is_ok_and(|l| l.contains(text)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} never showed {text:?}", log.display());
 }
 
 /// Whether a request creates the main container of `suite`'s attempt `attempt` (not the

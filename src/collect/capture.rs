@@ -103,6 +103,20 @@ impl OutputCapture {
             .map_err(|e| with_path(e, "writing", &self.path))
     }
 
+    /// Whether some output is still only in memory, not yet in the log file.
+    pub fn has_unwritten(&self) -> bool {
+        !self.log.buffer().is_empty()
+    }
+
+    /// Writes buffered output to the log file, so it can be read (`tail -f`) while the
+    /// suite still runs.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.log
+            .flush()
+            .await
+            .map_err(|e| with_path(e, "writing", &self.path))
+    }
+
     /// Flushes the log and returns the in-memory head and tail of each stream.
     pub async fn finish(mut self) -> io::Result<CapturedOutput> {
         self.log

@@ -59,6 +59,9 @@ impl LogPump {
     }
 }
 
+/// How long the output may pause before what was buffered is written to the log file.
+const FLUSH_WHEN_QUIET: Duration = Duration::from_millis(250);
+
 async fn pump(
     mut logs: BoxStream<'static, Result<LogChunk, EngineError>>,
     mut capture: OutputCapture,
@@ -67,13 +70,22 @@ async fn pump(
     max: Duration,
 ) -> CapturedOutput {
     let mut deadline: Option<Instant> = None;
+    let mut flush_now = false;
     let gave_up = loop {
+        if std::mem::take(&mut flush_now) && capture.flush().await.is_err() {
+            break false;
+        }
         let next = match deadline {
             None => tokio::select! {
                 next = logs.next() => next,
                 // The sender is dropped only with the pump's owner: treat that as an exit.
                 _ = exited.wait_for(|e| *e) => {
                     deadline = Some(Instant::now() + max);
+                    continue;
+                }
+                // A quiet suite's last lines reach the log file now, not only at its end.
+                () = tokio::time::sleep(FLUSH_WHEN_QUIET), if capture.has_unwritten() => {
+                    flush_now = true;
                     continue;
                 }
             },
