@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod event;
 pub mod findings;
