@@ -99,16 +99,18 @@ impl Diagnosis {
         if self.would_run() { 0 } else { 3 }
     }
 
-    /// One line per check, then its fix on the next; never cut to the terminal width.
+    /// One line per check (a detail's further lines indented below it), then its fix;
+    /// never cut to the terminal width.
     pub fn render(&self) -> String {
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let indent = format!("\n{:<4}  {:<width$}    ", "", "");
         let mut out = String::new();
         for check in &self.checks {
             let line = format!(
                 "{:<4}  {:<width$}  {}",
                 check.status.label(),
                 check.name,
-                check.detail
+                check.detail.replace('\n', &indent)
             );
             out.push_str(line.trim_end());
             out.push('\n');
@@ -229,8 +231,13 @@ fn suite_checks(
     let mut checks = vec![suite_files_check(dir, &loaded)];
     let selected = match plan::select(&loaded.suites, &options.names, &options.tags) {
         Ok(selected) => selected,
+        // With no valid suite at all, the suite files check has said why.
+        Err(_) if loaded.suites.is_empty() && !loaded.errors.is_empty() => Vec::new(),
         Err(e) => {
-            let fix = "name suites that exist (`phalanx list` shows them)";
+            let fix = match loaded.suites.is_empty() {
+                true => "add a suite file to the folder, or name another with --suites DIR",
+                false => "name suites that exist (`phalanx list` shows them)",
+            };
             checks.push(Check::bad("selection", Status::Fail, e.to_string(), fix));
             Vec::new()
         }
@@ -250,11 +257,7 @@ fn suite_files_check(dir: &Path, loaded: &LoadedSuites) -> Check {
     let detail = format!(
         "{} error(s) ({valid} suite(s) valid):\n{}",
         lines.len(),
-        lines
-            .iter()
-            .map(|l| format!("        {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines.join("\n")
     );
     Check::bad("suite files", Status::Fail, detail, CONFIG_FIX)
 }
@@ -415,10 +418,7 @@ fn images_check(jobs: &[ImageJob], states: &[Result<bool, String>]) -> Check {
     Check::bad(
         "images",
         Status::Fail,
-        format!(
-            "{detail}; cannot be made:\n        {}",
-            problems.join("\n        ")
-        ),
+        format!("{detail}; cannot be made:\n{}", problems.join("\n")),
         fix,
     )
 }
