@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod doctor;
 pub mod dry_run;
 pub mod engine;
 pub mod event;

@@ -56,6 +56,10 @@ enum Command {
     /// Remove every container, volume and network of Phalanx runs, including runs still
     /// going on this engine (use --run for one run). Leftovers of killed runs alone are
     /// removed by every `run` and `clean` anyway.
+    /// Check what a run needs (engine, storage, free disk, images, debootstrap, reports
+    /// folder, config files) and say for each problem the command that fixes it. Exit 0
+    /// when a run would work, 3 when it would not.
+    Doctor(DoctorArgs),
     Clean {
         /// Only what this run left (its id is in run.json and in the container labels).
         #[arg(long = "run", value_name = "RUN_ID")]
@@ -83,6 +87,25 @@ struct ImagesArgs {
     /// Folder whose logs/ receives the build logs [default: from phalanx.toml, else `reports`].
     #[arg(long, value_name = "DIR")]
     reports: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    suites: SuitesDir,
+    /// Check for this suite (repeatable; combined with --tag as a union).
+    #[arg(long = "suite", value_name = "NAME")]
+    names: Vec<String>,
+    /// Check for the suites carrying this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// The reports folder a run would use [default: from phalanx.toml, else `reports`].
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
+    /// One JSON document instead of text: `checks` with name, status (ok, warn, fail),
+    /// detail and fix.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -171,6 +194,11 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    // Doctor reports a broken phalanx.toml as one of its findings.
+    let command = match command {
+        Command::Doctor(args) => return Ok(doctor(args).await),
+        other => other,
+    };
     let project = load_project()?;
     match command {
         Command::List { suites, tags } => list(&project, &suites, &tags),
@@ -178,7 +206,24 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Run(args) => run(&project, args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
+        Command::Doctor(_) => unreachable!("handled above"),
     }
+}
+
+async fn doctor(args: DoctorArgs) -> ExitCode {
+    let options = phalanx::doctor::DoctorOptions {
+        project_file: PathBuf::from(PROJECT_FILE),
+        suites_dir: args.suites.dir,
+        names: args.names,
+        tags: args.tags,
+        reports_dir: args.reports,
+    };
+    let diagnosis = phalanx::doctor::diagnose(&options).await;
+    match args.json {
+        true => println!("{}", diagnosis.to_json()),
+        false => print!("{}", diagnosis.render()),
+    }
+    ExitCode::from(diagnosis.exit_code())
 }
 
 fn load_project() -> Result<ProjectConfig, Failure> {
@@ -326,6 +371,16 @@ async fn connect() -> Result<DockerEngine, Failure> {
     })
 }
 
+/// The engine, once what every suite needs is known to be there (`doctor::preflight`):
+/// a missing prerequisite fails the whole run before any suite starts.
+async fn connect_for_run(suites: &[Suite], reports: &Path) -> Result<DockerEngine, Failure> {
+    let engine = connect().await?;
+    match phalanx::doctor::preflight(&engine, suites, reports).await {
+        Ok(()) => Ok(engine),
+        Err(missing) => Err(Failure::Infra(missing.to_string())),
+    }
+}
+
 /// Where the run's report files go.
 struct ReportPaths {
     dir: PathBuf,
@@ -381,7 +436,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         history: load_history(&args.history),
         partition: args.partition.map(|p| p.to_string()),
     };
-    let report = match connect().await {
+    let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
             remove_orphans(&engine).await;
             let mut report = execute(engine, plan, args.progress).await;
@@ -510,6 +565,8 @@ async fn stop_on_signals(stop: StopSignal) {
     stop.stop(StopReason::Interrupted { signal });
 }
 
+/// The report of a run that started no suite (no engine, a missing prerequisite): every
+/// suite an error naming `message`, which is printed once, whole.
 fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
     eprintln!("error: {message}");
     let now = chrono::Utc::now();

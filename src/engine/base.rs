@@ -585,7 +585,16 @@ fn sources_list(sources: &[AptSource], mirror: &str) -> String {
     list
 }
 
-fn find_debootstrap() -> Option<PathBuf> {
+/// Whether the Dockerfile in `context` builds `FROM` [`BASE_IMAGE`], so that building it
+/// needs the base image (and, while that is missing, debootstrap).
+pub fn builds_from_base(context: &Path) -> io::Result<bool> {
+    let text = fs::read_to_string(context.join("Dockerfile"))?;
+    Ok(from_images(&text).iter().any(|image| image == BASE_IMAGE))
+}
+
+/// The debootstrap program a base image build would run: on `PATH` or in the sbin
+/// directories (see [`path_with_sbin`]).
+pub fn find_debootstrap() -> Option<PathBuf> {
     std::env::split_paths(&path_with_sbin())
         .map(|dir| dir.join("debootstrap"))
         .find(|p| {
@@ -609,7 +618,7 @@ fn path_with_sbin() -> std::ffi::OsString {
 }
 
 /// The effective uid owns `/proc/self`; avoids `unsafe` libc calls.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 

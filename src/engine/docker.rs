@@ -35,7 +35,10 @@ const TMP_SIZE: &str = "256m";
 /// Where the prepared result volume is mounted in the short-lived preparation container.
 const PREP_MOUNT_PARENT: &str = "/phalanx-prep";
 
+mod diagnose;
 mod local_results;
+
+pub use diagnose::EngineFacts;
 
 /// Hidden switch: with `PHALANX_RESULTS_VIA_API=1`, results are always copied through the
 /// engine's archive API, never read from the volume on this host (for tests of that path).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::json::Counts;
 use super::one_line;
 use crate::findings::SeverityCounts;
-use crate::outcome::{RunReport, SuiteReport};
+use crate::outcome::{Outcome, RunReport, SuiteReport};
 
 /// Reasons are cut to this many characters so a row fits a terminal; the reports have them
 /// in full.
@@ -50,6 +50,7 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
     if !run.suites.is_empty() || !run.invalid_suites.is_empty() {
         out.push('\n');
     }
+    out.push_str(&error_causes(run));
     if let Some(line) = findings_line(run) {
         out.push_str(&line);
         out.push('\n');
@@ -110,6 +111,40 @@ pub fn results_text(suite: &SuiteReport) -> Option<String> {
     } else {
         format!("{} {tests}: {}", t.tests, parts.join(", "))
     })
+}
+
+/// Each distinct cause of an error once, in full, after the rows that cut it to fit:
+/// the end of a cause is often what to do about it. Suites with the same cause (by its
+/// text) share one line: `10 suites: building image … failed: …`. A cause its one row
+/// already shows whole is not repeated; empty when there is nothing to add.
+fn error_causes(run: &RunReport) -> String {
+    let mut causes: Vec<(String, Vec<&str>)> = Vec::new();
+    // Grouped by the text a reader sees, so equal causes group whatever produced them.
+    let errored = run.suites.iter().filter(|s| s.outcome == Outcome::Error);
+    for suite in errored {
+        let cause = one_line(
+            suite.reason.as_deref().unwrap_or("no reason given"),
+            usize::MAX,
+        );
+        match causes.iter_mut().find(|(c, _)| *c == cause) {
+            Some((_, names)) => names.push(&suite.name),
+            None => causes.push((cause, vec![&suite.name])),
+        }
+    }
+    causes.retain(|(cause, names)| names.len() > 1 || cause.chars().count() > MAX_REASON_CHARS);
+    if causes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("errors:\n");
+    for (cause, names) in causes {
+        let who = match names.as_slice() {
+            [one] => one.to_string(),
+            many => format!("{} suites", many.len()),
+        };
+        let _ = writeln!(out, "  {who}: {cause}");
+    }
+    out.push('\n');
+    out
 }
 
 /// `findings: 1 critical, 4 high, 2 low in 3 suites` over the whole run; `None` when no
@@ -204,7 +239,6 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Outcome;
     use chrono::{TimeZone, Utc};
 
     fn ran(name: &str, outcome: Outcome, secs: f64, reason: Option<&str>) -> SuiteReport {
@@ -290,6 +324,31 @@ reports: reports/junit.xml, r.json
         let s = ran("a", Outcome::Failed, 1.0, Some(&long));
         let reason = short_reason(&s);
         assert_eq!(reason, format!("{}…", "y".repeat(MAX_REASON_CHARS)));
+    }
+
+    #[test]
+    fn each_error_cause_is_shown_once_in_full() {
+        let long = format!(
+            "building image phalanx/base:bookworm failed: {}; install it with `apt-get install debootstrap`",
+            "x".repeat(100)
+        );
+        let mut suites: Vec<SuiteReport> = (0..10)
+            .map(|i| SuiteReport::not_run(&format!("s{i}"), "img", Outcome::Error, long.clone()))
+            .collect();
+        suites.push(ran("other", Outcome::Error, 1.0, Some("engine went away")));
+        suites.push(ran("fine", Outcome::Failed, 1.0, Some("3 findings")));
+        let text = summary_table(&run(suites, None), &[]);
+        assert!(
+            text.lines().next().unwrap().ends_with('…'),
+            "rows stay cut: {text}"
+        );
+        let expected = format!("errors:\n  10 suites: {long}\n\n");
+        assert!(text.contains(&expected), "{text}");
+        assert_eq!(
+            text.matches("apt-get install debootstrap").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]
