@@ -22,6 +22,10 @@ use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
 
+/// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
+#[path = "cli/suppress.rs"]
+mod suppress;
+
 const PROJECT_FILE: &str = "phalanx.toml";
 
 /// Run security test suites in parallel, each in its own hardened Docker container, and
@@ -56,6 +60,9 @@ enum Command {
     /// Remove every container, volume and network of Phalanx runs, including runs still
     /// going on this engine (use --run for one run). Leftovers of killed runs alone are
     /// removed by every `run` and `clean` anyway.
+    /// Accept the risk of one finding: append an entry for it, with a reason, an owner and
+    /// an end date, to the suppressions file.
+    Suppress(suppress::SuppressArgs),
     Clean {
         /// Only what this run left (its id is in run.json and in the container labels).
         #[arg(long = "run", value_name = "RUN_ID")]
@@ -132,6 +139,10 @@ struct RunArgs {
     /// updated after the run.
     #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
     history: PathBuf,
+    /// Accepted risks [default: from phalanx.toml, else `suppressions.toml`]. Expiry is
+    /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
+    #[arg(long, value_name = "PATH")]
+    suppressions: Option<PathBuf>,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -178,6 +189,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Run(args) => run(&project, args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
+        Command::Suppress(args) => suppress::command(&project, args),
     }
 }
 
@@ -371,6 +383,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             run_id,
             target,
             reports_dir: paths.dir.clone(),
+            suppressions: suppress::load(project, args.suppressions.as_deref())?,
         },
         options: ScheduleOptions {
             jobs,
@@ -522,6 +535,7 @@ fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
         suites: run::all_errored(&plan.suites, message),
         invalid_suites: plan.invalid_suites,
         partition: plan.partition,
+        suppressions: plan.context.suppressions,
     }
 }
 

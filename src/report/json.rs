@@ -119,6 +119,7 @@ mod tests {
             suites: vec![passed, timed_out],
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         }
     }
 

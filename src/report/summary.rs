@@ -226,6 +226,7 @@ mod tests {
             suites,
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         }
     }
 
