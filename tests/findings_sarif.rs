@@ -128,7 +128,10 @@ fn codeql_extension_rules_tool_components_and_artifact_indexes() {
 fn semgrep_nosem_suppressions_and_declared_clean_rules() {
     let f = read("semgrep.sarif");
     let md5 = by_message(&f, "MD5");
-    assert!(md5.is_suppressed(), "a suppression without status is in effect");
+    assert!(
+        md5.is_suppressed(),
+        "a suppression without status is in effect"
+    );
     assert_eq!(md5.location.as_ref().unwrap().path, "app/crypto.py");
     let ssti = by_message(&f, "template");
     assert_eq!(ssti.severity, Severity::Medium);

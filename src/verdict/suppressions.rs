@@ -27,10 +27,14 @@ pub const TODAY_VAR: &str = "PHALANX_TODAY";
 
 /// Today, from [`TODAY_VAR`] when set, else the local calendar date.
 pub fn today_from_env() -> Result<NaiveDate, String> {
-    match std::env::var(TODAY_VAR) {
-        Ok(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+    today_from(std::env::var(TODAY_VAR).ok())
+}
+
+fn today_from(var: Option<String>) -> Result<NaiveDate, String> {
+    match var {
+        Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
             .map_err(|e| format!("{TODAY_VAR}={text:?}: expected a date such as 2027-03-01 ({e})")),
-        Err(_) => Ok(chrono::Local::now().date_naive()),
+        None => Ok(chrono::Local::now().date_naive()),
     }
 }
 
