@@ -263,3 +263,27 @@ fn written_entries_parse_back_and_comments_stay_comments() {
     let comments: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(comments.len(), 1, "{text}");
 }
+
+#[test]
+fn the_project_file_sets_the_file_and_its_date_rules() {
+    let path = Path::new("proj/phalanx.toml");
+    let set = "suppressions = \"risk/accepted.toml\"\nsuppressions_warn_days = 30\nsuppressions_max_days = 180\n";
+    let project = crate::config::parse_project(path, set).unwrap();
+    assert_eq!(
+        project.suppressions,
+        SuppressionSettings {
+            file: PathBuf::from("proj/risk/accepted.toml"),
+            explicit: true,
+            warn_days: 30,
+            max_days: Some(180),
+        }
+    );
+    let default = crate::config::parse_project(path, "").unwrap().suppressions;
+    assert_eq!(default.file, PathBuf::from("proj/suppressions.toml"));
+    assert_eq!(
+        (default.explicit, default.warn_days, default.max_days),
+        (false, 14, None)
+    );
+    let e = crate::config::parse_project(path, "suppressions_max_days = 0\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("suppressions_max_days"), "{e}");
+}
