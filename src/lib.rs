@@ -22,3 +22,4 @@ pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod verdict;

@@ -22,6 +22,10 @@ use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
 
+/// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
+#[path = "cli/suppress.rs"]
+mod suppress;
+
 const PROJECT_FILE: &str = "phalanx.toml";
 
 /// Run security test suites in parallel, each in its own hardened Docker container, and
@@ -53,13 +57,16 @@ enum Command {
     /// Build the images the selected suites need (all suites without --suite or --tag),
     /// so that runs start at once. Images that exist are left as they are.
     Images(ImagesArgs),
-    /// Remove every container, volume and network of Phalanx runs, including runs still
-    /// going on this engine (use --run for one run). Leftovers of killed runs alone are
-    /// removed by every `run` and `clean` anyway.
     /// Check what a run needs (engine, storage, free disk, images, debootstrap, reports
     /// folder, config files) and say for each problem the command that fixes it. Exit 0
     /// when a run would work, 3 when it would not.
     Doctor(DoctorArgs),
+    /// Accept the risk of one finding: append an entry for it, with a reason, an owner and
+    /// an end date, to the suppressions file.
+    Suppress(suppress::SuppressArgs),
+    /// Remove every container, volume and network of Phalanx runs, including runs still
+    /// going on this engine (use --run for one run). Leftovers of killed runs alone are
+    /// removed by every `run` and `clean` anyway.
     Clean {
         /// Only what this run left (its id is in run.json and in the container labels).
         #[arg(long = "run", value_name = "RUN_ID")]
@@ -155,6 +162,10 @@ struct RunArgs {
     /// updated after the run.
     #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
     history: PathBuf,
+    /// Accepted risks [default: from phalanx.toml, else `suppressions.toml`]. Expiry is
+    /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
+    #[arg(long, value_name = "PATH")]
+    suppressions: Option<PathBuf>,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -207,6 +218,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
         Command::Doctor(_) => unreachable!("handled above"),
+        Command::Suppress(args) => suppress::command(&project, args),
     }
 }
 
@@ -426,6 +438,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             run_id,
             target,
             reports_dir: paths.dir.clone(),
+            suppressions: suppress::load(project, args.suppressions.as_deref())?,
         },
         options: ScheduleOptions {
             jobs,
@@ -579,6 +592,7 @@ fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
         suites: run::all_errored(&plan.suites, message),
         invalid_suites: plan.invalid_suites,
         partition: plan.partition,
+        suppressions: plan.context.suppressions,
     }
 }
 

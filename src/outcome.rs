@@ -164,6 +164,9 @@ pub struct RunReport {
     /// `hash:M/N` when the run was one shard of the selection (`--partition`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// The suppressions the run applied; reports derive what expired or went stale.
+    #[serde(skip)]
+    pub suppressions: Arc<crate::verdict::Suppressions>,
 }
 
 impl RunReport {

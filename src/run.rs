@@ -64,6 +64,7 @@ pub async fn execute<E: Engine>(
         }
     });
     let watcher = announce_stop(stop.clone(), events.clone());
+    let suppressions = Arc::clone(&plan.context.suppressions);
     let order = plan::longest_first(&plan.suites, &plan.history);
     let mut planned: Vec<Option<Suite>> = plan.suites.into_iter().map(Some).collect();
     let started: Vec<Suite> = order.iter().filter_map(|&i| planned[i].take()).collect();
@@ -93,6 +94,7 @@ pub async fn execute<E: Engine>(
         suites,
         invalid_suites: plan.invalid_suites,
         partition: plan.partition,
+        suppressions,
     }
 }
 

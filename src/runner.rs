@@ -2,6 +2,7 @@
 //! results, removal — and retries after infrastructure errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock, which is the system clock except under paused time in tests, where
 // durations then match the virtual time the suites ran.
@@ -32,6 +33,8 @@ pub struct RunContext {
     /// Absolute path of what the suites inspect.
     pub target: PathBuf,
     pub reports_dir: PathBuf,
+    /// The suppressions file's entries, applied to every SARIF suite's findings.
+    pub suppressions: Arc<crate::verdict::Suppressions>,
 }
 
 impl RunContext {
@@ -196,7 +199,7 @@ async fn run_container<E: Engine>(
                     "the container's exit status could not be read".into(),
                 );
             };
-            judge(&mut report, suite, status, found).await;
+            judge(&mut report, suite, status, found, ctx).await;
         }
     }
     Attempt {
@@ -210,6 +213,7 @@ async fn judge(
     suite: &Suite,
     status: ExitStatus,
     found: Result<bool, String>,
+    ctx: &RunContext,
 ) {
     let result_path_found = match found {
         Ok(found) => found,
@@ -225,7 +229,10 @@ async fn judge(
         result_files: report.result_files.clone(),
         result_path_found,
     };
-    verdict::judge(suite, evidence).await.apply(report);
+    let suppressions = Arc::clone(&ctx.suppressions);
+    verdict::judge(suite, evidence, suppressions)
+        .await
+        .apply(report);
 }
 
 async fn wait_or_stop<E: Engine>(

@@ -265,6 +265,7 @@ mod tests {
             run_id: "test".into(),
             target: "/".into(),
             reports_dir,
+            suppressions: Default::default(),
         };
         let (events, _inbox) = tokio::sync::mpsc::unbounded_channel();
         let options = ScheduleOptions { jobs, fail_fast };

@@ -79,7 +79,7 @@ fn bandit_levels_absolute_target_paths_and_keys_in_any_order() {
     );
     let first = &f.findings[0];
     assert_eq!(first.location.as_ref().unwrap().start_column, Some(16));
-    assert!(!first.suppressed);
+    assert!(!first.is_suppressed());
 }
 
 #[test]
@@ -128,7 +128,10 @@ fn codeql_extension_rules_tool_components_and_artifact_indexes() {
 fn semgrep_nosem_suppressions_and_declared_clean_rules() {
     let f = read("semgrep.sarif");
     let md5 = by_message(&f, "MD5");
-    assert!(md5.suppressed, "a suppression without status is in effect");
+    assert!(
+        md5.is_suppressed(),
+        "a suppression without status is in effect"
+    );
     assert_eq!(md5.location.as_ref().unwrap().path, "app/crypto.py");
     let ssti = by_message(&f, "template");
     assert_eq!(ssti.severity, Severity::Medium);
@@ -229,7 +232,7 @@ fn security_severity_beats_levels_and_results_beat_rules() {
 #[test]
 fn only_suppressions_in_effect_suppress() {
     let f = read("suppressions.sarif");
-    let s = |text: &str| by_message(&f, text).suppressed;
+    let s = |text: &str| by_message(&f, text).is_suppressed();
     assert!(s("accepted external"));
     assert!(s("in source without status"));
     assert!(!s("under review"));
@@ -238,7 +241,7 @@ fn only_suppressions_in_effect_suppress() {
     assert!(!s("empty list"));
     assert!(s("schema spelling state accepted"));
     assert_eq!(
-        by_message(&f, "accepted external").justification.as_deref(),
+        by_message(&f, "accepted external").justification(),
         Some("false positive, reviewed by alice")
     );
     // Suppressed findings are counted, but never gate.

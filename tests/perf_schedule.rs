@@ -47,6 +47,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
             run_id: "perf".into(),
             target: dir.to_path_buf(),
             reports_dir: dir.join("reports"),
+            suppressions: Default::default(),
         },
         options: ScheduleOptions {
             jobs,

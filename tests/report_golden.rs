@@ -69,6 +69,7 @@ fn fixed_run() -> RunReport {
         suites: vec![passed, failed, errored, skipped],
         invalid_suites: Vec::new(),
         partition: None,
+        suppressions: Default::default(),
     }
 }
 

@@ -69,6 +69,7 @@ fn run_with_every_outcome() -> RunReport {
         ],
         invalid_suites: Vec::new(),
         partition: None,
+        suppressions: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod policy;
 mod project_file;
 mod suggest;
 mod suite_file;
+pub mod suppressions;
 pub mod units;
 mod values;
 
@@ -53,6 +54,7 @@ pub(crate) mod tests_support {
 pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use project_file::{load_project, parse_project};
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
+pub use suppressions::SuppressionSettings;
 pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
 
 pub(crate) use suggest::closest;
@@ -164,6 +166,8 @@ pub struct ProjectConfig {
     pub reports_dir: PathBuf,
     pub fail_on: Severity,
     pub policy: Policy,
+    /// The suppressions file and its date rules.
+    pub suppressions: SuppressionSettings,
 }
 
 impl Default for ProjectConfig {
@@ -175,6 +179,7 @@ impl Default for ProjectConfig {
             reports_dir: PathBuf::from("reports"),
             fail_on: Severity::High,
             policy: Policy::default(),
+            suppressions: SuppressionSettings::default(),
         }
     }
 }

@@ -6,10 +6,11 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::ProjectConfig;
+use super::SuppressionSettings;
 use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
-use super::values::{AtLeastOne, PathText, Timeout};
+use super::values::{AtLeastOne, Bounded, PathText, Timeout};
 use crate::findings::Severity;
 
 /// `phalanx.toml` as written.
@@ -22,6 +23,9 @@ struct RawProject {
     reports: Option<PathText>,
     fail_on: Option<Severity>,
     policy: Option<RawPolicy>,
+    suppressions: Option<PathText>,
+    suppressions_warn_days: Option<Bounded<0, 3650>>,
+    suppressions_max_days: Option<Bounded<1, 36500>>,
 }
 
 /// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
@@ -77,5 +81,14 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         reports_dir: dir(raw.reports, &defaults.reports_dir),
         fail_on: raw.fail_on.unwrap_or(defaults.fail_on),
         policy: raw.policy.unwrap_or_default().over(&defaults.policy),
+        suppressions: SuppressionSettings {
+            explicit: raw.suppressions.is_some(),
+            file: dir(raw.suppressions, &defaults.suppressions.file),
+            // Both are bounded above, so they fit.
+            warn_days: raw
+                .suppressions_warn_days
+                .map_or(defaults.suppressions.warn_days, |d| d.0 as u32),
+            max_days: raw.suppressions_max_days.map(|d| d.0 as u32),
+        },
     }
 }

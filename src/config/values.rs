@@ -37,7 +37,7 @@ impl<'de, T, F: FnOnce(&str) -> Result<T, String>> Visitor<'de> for StrVisitor<F
 }
 
 /// Deserializes a string checked by `check`; non-strings are reported as "expected `expecting`".
-fn checked_str<'de, D, T>(
+pub(crate) fn checked_str<'de, D, T>(
     d: D,
     expecting: &'static str,
     check: impl FnOnce(&str) -> Result<T, String>,

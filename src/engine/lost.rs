@@ -78,6 +78,7 @@ mod tests {
             suites,
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         };
         let note = mark_lost(&mut report, "unix:///x.sock");
         assert!(

@@ -41,6 +41,32 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// `3f2a9c0d1e4b5a67` or `3f2a9c0d1e4b5a67:2`, as [`Fingerprint`] displays it: how
+/// suppression files and `phalanx suppress` name one finding.
+impl std::str::FromStr for Fingerprint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "expected a fingerprint of 16 hex digits, optionally followed by `:N` (as in the reports), found {s:?}"
+            )
+        };
+        let (hex, occurrence) = match s.split_once(':') {
+            Some((hex, n)) => (
+                hex,
+                n.parse::<u32>().ok().filter(|n| *n >= 2).ok_or_else(bad)?,
+            ),
+            None => (s, 1),
+        };
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let hash = u64::from_str_radix(hex, 16).map_err(|_| bad())?;
+        Ok(Fingerprint { hash, occurrence })
+    }
+}
+
 /// A 128-bit digest of text the reader does not need to keep (snippets, tool fingerprints):
 /// hashing while parsing means a 50 MB log's snippets are never all in memory at once.
 pub type Digest16 = [u8; 16];

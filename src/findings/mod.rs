@@ -17,8 +17,8 @@ pub mod verdict;
 
 pub use fingerprint::Fingerprint;
 pub use model::{
-    Finding, FindingsSummary, JunitResults, Location, Rule, RuleSummary, SeverityCounts,
-    SuiteFindings, SuiteResults, TestCounts, Tool,
+    EntryUse, Finding, FindingsSummary, JunitResults, Location, Rule, RuleSummary, SeverityCounts,
+    SuiteFindings, SuiteResults, Suppression, TestCounts, Tool,
 };
 
 use serde::{Deserialize, Serialize};

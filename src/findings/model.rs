@@ -8,10 +8,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::{Fingerprint, Severity};
+use crate::config::suppressions::SuppressionEntry;
 
 /// The tool (SARIF `tool.driver`) that produced some of a suite's results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,18 +78,40 @@ pub struct Finding {
     pub message: String,
     pub location: Option<Location>,
     pub fingerprint: Fingerprint,
-    /// An accepted suppression (in source or external) covers it: reported, never gating.
-    pub suppressed: bool,
-    /// Why it was suppressed, when the tool said.
-    pub justification: Option<String>,
+    /// Whether an accepted suppression covers it: then it is reported, never gating.
+    pub suppression: Suppression,
     pub origin: Origin,
 }
 
 impl Finding {
     /// Whether this finding fails a suite whose threshold is `fail_on`.
     pub fn is_blocking(&self, fail_on: Severity) -> bool {
-        !self.suppressed && self.severity >= fail_on
+        !self.is_suppressed() && self.severity >= fail_on
     }
+
+    pub fn is_suppressed(&self) -> bool {
+        !matches!(self.suppression, Suppression::None)
+    }
+
+    /// Why it is suppressed: the tool's justification or the entry's reason.
+    pub fn justification(&self) -> Option<&str> {
+        match &self.suppression {
+            Suppression::None => None,
+            Suppression::InSource { justification } => justification.as_deref(),
+            Suppression::External(entry) => Some(&entry.reason),
+        }
+    }
+}
+
+/// Who accepted a finding, if anyone did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Suppression {
+    #[default]
+    None,
+    /// The tool reported it suppressed (SARIF `suppressions` in effect, e.g. `# nosec`).
+    InSource { justification: Option<String> },
+    /// An entry of the suppressions file in force today (`crate::verdict::suppressions`).
+    External(Arc<SuppressionEntry>),
 }
 
 /// Everything read from one suite's SARIF files.
@@ -132,8 +156,19 @@ impl SuiteFindings {
         let mut counts = SeverityCounts::default();
         let mut suppressed = SeverityCounts::default();
         let mut per_rule = vec![(SeverityCounts::default(), 0usize); self.rules.len()];
+        let mut suppressed_by: Vec<EntryUse> = Vec::new();
         for f in &self.findings {
-            if f.suppressed {
+            if let Suppression::External(entry) = &f.suppression {
+                match suppressed_by.iter_mut().find(|u| u.entry == entry.index) {
+                    Some(known) => known.findings += 1,
+                    None => suppressed_by.push(EntryUse {
+                        entry: entry.index,
+                        line: entry.line,
+                        findings: 1,
+                    }),
+                }
+            }
+            if f.is_suppressed() {
                 suppressed.add(f.severity);
                 per_rule[f.rule].1 += 1;
             } else {
@@ -155,6 +190,7 @@ impl SuiteFindings {
             blocking: self.blocking(fail_on).count(),
             counts,
             suppressed,
+            suppressed_by,
             tools: self.tools.clone(),
             rules,
         }
@@ -254,11 +290,26 @@ pub struct FindingsSummary {
     pub blocking: usize,
     /// Unsuppressed findings per severity.
     pub counts: SeverityCounts,
-    /// Findings under an accepted suppression, per severity.
+    /// Findings under an accepted suppression (in source or external), per severity.
     pub suppressed: SeverityCounts,
+    /// The suppressions-file entries that matched findings of this suite, in file order,
+    /// so the run can tell which entries matched nothing (stale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed_by: Vec<EntryUse>,
     pub tools: Vec<Tool>,
     /// Rules with at least one finding, most severe first.
     pub rules: Vec<RuleSummary>,
+}
+
+/// How many of a suite's findings one suppressions-file entry covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EntryUse {
+    /// [`SuppressionEntry::index`].
+    #[serde(skip)]
+    pub entry: usize,
+    /// The entry's line in the suppressions file.
+    pub line: u32,
+    pub findings: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::Severity;
 use super::fingerprint::{self, Basis, Digest16, Occurrences};
-use super::model::{Finding, Location, Origin, Rule, SuiteFindings, Tool};
+use super::model::{Finding, Location, Origin, Rule, SuiteFindings, Suppression, Tool};
 use super::path::{self, BaseIds};
 
 /// Rule id used for results that name no rule at all.
@@ -562,7 +562,7 @@ impl Builder {
         origin: Origin,
     ) -> Finding {
         let severity = severity(&raw, rule);
-        let (suppressed, justification) = suppression(raw.suppressions.as_deref());
+        let suppression = suppression(raw.suppressions.as_deref());
         let region = raw
             .location
             .as_ref()
@@ -585,8 +585,7 @@ impl Builder {
             message,
             location,
             fingerprint,
-            suppressed,
-            justification,
+            suppression,
             origin,
         }
     }
@@ -700,17 +699,20 @@ fn severity(raw: &RawResult, rule: Option<&RawRule>) -> Severity {
 }
 
 /// Suppressed when every suppression is in effect (accepted or without status).
-fn suppression(suppressions: Option<&[RawSuppression]>) -> (bool, Option<String>) {
+fn suppression(suppressions: Option<&[RawSuppression]>) -> Suppression {
     let Some(list) = suppressions.filter(|l| !l.is_empty()) else {
-        return (false, None);
+        return Suppression::None;
     };
     let in_effect = list
         .iter()
         .all(|s| matches!(s.status(), None | Some(SuppressionStatus::Accepted)));
+    if !in_effect {
+        return Suppression::None;
+    }
     let justification = list
         .iter()
         .find_map(|s| s.justification.clone().filter(|j| !j.trim().is_empty()));
-    (in_effect, justification)
+    Suppression::InSource { justification }
 }
 
 fn location(physical: &RawPhysicalLocation, ctx: &RunContext) -> Option<Location> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::config::{ResultFormat, Suite};
 use crate::engine::ExitStatus;
 use crate::outcome::{Outcome, SuiteReport};
+use crate::verdict::Suppressions;
 
 use super::model::{FindingsSummary, JunitResults, SuiteFindings, SuiteResults};
 use super::{junit, sarif};
@@ -65,9 +66,11 @@ impl Verdict {
 
 /// [`decide`] on a blocking thread: result files can be tens of megabytes, and parsing
 /// them must not stall the runtime that drives the other suites.
-pub async fn judge(suite: &Suite, evidence: Evidence) -> Verdict {
+pub async fn judge(suite: &Suite, evidence: Evidence, suppressions: Arc<Suppressions>) -> Verdict {
     let owned = suite.clone();
-    match tokio::task::spawn_blocking(move || decide(&owned, &evidence)).await {
+    let decided =
+        tokio::task::spawn_blocking(move || decide_with(&owned, &evidence, &suppressions));
+    match decided.await {
         Ok(verdict) => verdict,
         Err(e) => Verdict::without_results(
             Outcome::Error,
@@ -79,6 +82,12 @@ pub async fn judge(suite: &Suite, evidence: Evidence) -> Verdict {
 /// Decides a suite's outcome and, for anything but a pass, says why. Reads the result
 /// files, so it blocks: prefer [`judge`] from async code.
 pub fn decide(suite: &Suite, evidence: &Evidence) -> Verdict {
+    decide_with(suite, evidence, &Suppressions::default())
+}
+
+/// [`decide`], with the run's suppressions applied to a SARIF suite's findings before they
+/// are judged.
+pub fn decide_with(suite: &Suite, evidence: &Evidence, suppressions: &Suppressions) -> Verdict {
     let results = &suite.results;
     let code = evidence.status.code;
     if evidence.status.oom_killed {
@@ -114,7 +123,10 @@ pub fn decide(suite: &Suite, evidence: &Evidence) -> Verdict {
     // Only SARIF and JUnit get here: exit-code suites returned above.
     let read: Result<Verdict, String> = if results.format == ResultFormat::Sarif {
         sarif::read_files(&suite.name, &files)
-            .map(|f| sarif_verdict(suite, f))
+            .map(|mut f| {
+                suppressions.apply(&mut f);
+                sarif_verdict(suite, f)
+            })
             .map_err(|e| e.to_string())
     } else {
         junit::read_files(&files)

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{ReportError, atomic_write};
 use crate::outcome::{Outcome, RunReport};
+use crate::verdict::SuppressionsReport;
 
 /// Version of the `run.json` layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,6 +25,10 @@ pub struct RunJson<'a> {
     pub counts: Counts,
     /// Wall-clock seconds from start to finish.
     pub duration: f64,
+    /// What the suppressions file did: entries applied, expired, expiring, stale. Absent
+    /// when the run had no suppressions file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressions: Option<SuppressionsReport>,
     #[serde(flatten)]
     pub run: &'a RunReport,
 }
@@ -64,6 +69,7 @@ impl<'a> RunJson<'a> {
             exit_code: run.exit_code(),
             counts: Counts::of(run),
             duration: secs,
+            suppressions: run.suppressions.report(&run.suites),
             run,
         }
     }
@@ -119,6 +125,7 @@ mod tests {
             suites: vec![passed, timed_out],
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         }
     }
 

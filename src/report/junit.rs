@@ -328,6 +328,7 @@ mod tests {
             suites,
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         }
     }
 

@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, XmlString};
 
 use super::junit::{attach_output, xml_text};
-use crate::findings::{Finding, JunitResults, Rule, Severity, SuiteFindings};
+use crate::config::suppressions::SuppressionEntry;
+use crate::findings::{Finding, JunitResults, Rule, Severity, SuiteFindings, Suppression};
 use crate::outcome::SuiteReport;
 
 /// Findings listed per case at most; GitLab skips oversized nodes, and every finding is in
@@ -155,7 +156,7 @@ fn rule_case(
     fail_on: Severity,
 ) -> TestCase {
     let (suppressed, open): (Vec<&Finding>, Vec<&Finding>) =
-        findings.iter().partition(|f| f.suppressed);
+        findings.iter().partition(|f| f.is_suppressed());
     let (mut blocking, below): (Vec<&Finding>, Vec<&Finding>) =
         open.iter().partition(|f| f.severity >= fail_on);
     blocking.sort_by_key(|f| std::cmp::Reverse(f.severity));
@@ -224,10 +225,32 @@ fn failure(
     status
 }
 
+/// `suppressed: 2 findings`, and for findings accepted in the suppressions file who
+/// accepted them and why: `…; accepted by appsec@example.com until 2027-03-01: demo fixture`.
 fn skipped_suppressed(suppressed: &[&Finding]) -> TestCaseStatus {
     let n = suppressed.len();
     let noun = if n == 1 { "finding" } else { "findings" };
-    let mut status = skipped(&format!("suppressed: {n} {noun}"));
+    let mut message = format!("suppressed: {n} {noun}");
+    let mut entries: Vec<&SuppressionEntry> = Vec::new();
+    for f in suppressed {
+        if let Suppression::External(entry) = &f.suppression
+            && !entries.iter().any(|e| e.index == entry.index)
+        {
+            entries.push(entry);
+        }
+    }
+    for entry in entries {
+        let ticket = entry
+            .ticket
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        message.push_str(&format!(
+            "; accepted by {} until {}{ticket}: {}",
+            entry.owner, entry.expires, entry.reason
+        ));
+    }
+    let mut status = skipped(&message);
     status.set_description(xml_text(&section("suppressed", suppressed)));
     status
 }
@@ -267,8 +290,18 @@ pub fn finding_line(f: &Finding) -> String {
         .map_or_else(|| "(no location)".to_string(), |l| l.to_string());
     let message = super::one_line(&f.message, MAX_LINE_MESSAGE);
     let mut line = format!("{at}  {message}  [{}]", f.fingerprint);
-    if let Some(why) = &f.justification {
-        line.push_str(&format!("  (suppressed: {})", super::one_line(why, 120)));
+    match &f.suppression {
+        Suppression::None => {}
+        Suppression::InSource { justification } => {
+            if let Some(why) = justification {
+                line.push_str(&format!("  (suppressed: {})", super::one_line(why, 120)));
+            }
+        }
+        Suppression::External(entry) => line.push_str(&format!(
+            "  (suppressed by {}: {})",
+            super::one_line(&entry.owner, 80),
+            super::one_line(&entry.reason, 120)
+        )),
     }
     line
 }

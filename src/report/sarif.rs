@@ -8,10 +8,16 @@
 //! suite) and `fingerprints["phalanx/v1"]`. Results are held one at a time, so a 50 MB
 //! input costs about one result of memory here, not the file.
 //!
+//! A result covered by an entry of the suppressions file gains an `external` suppression
+//! (`status: accepted`, the entry's reason as justification, owner, expiry and ticket in
+//! its properties). SARIF wants either every result of a run to have `suppressions` or
+//! none, so the other results of such a run get an empty array.
+//!
 //! Suites whose SARIF could not be read (errors) are left out rather than written as empty
 //! runs: code scanning closes the alerts of a category that reports no results, and a
 //! scanner that crashed must not look like one that found everything fixed.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Write};
@@ -21,7 +27,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Value, json};
 
 use super::{ReportError, atomic_write_with};
-use crate::findings::{Finding, Severity, SuiteFindings, SuiteResults};
+use crate::findings::{Finding, Severity, SuiteFindings, SuiteResults, Suppression};
 use crate::outcome::{RunReport, SuiteReport};
 
 /// The `$schema` written at the top; most SARIF producers use this one.
@@ -87,6 +93,12 @@ fn copy_suite(
         findings: &findings.findings,
         cursor: 0,
         fail_on,
+        external_runs: findings
+            .findings
+            .iter()
+            .filter(|f| matches!(f.suppression, Suppression::External(_)))
+            .map(|f| (f.origin.file, f.origin.run))
+            .collect(),
     };
     for (index, source) in findings.sources.iter().enumerate() {
         copy_file(emitter, &mut suite_run, index as u32, source)?;
@@ -152,6 +164,8 @@ struct SuiteRun<'a> {
     findings: &'a [Finding],
     cursor: usize,
     fail_on: Severity,
+    /// `(file, run)` of the runs with a result suppressed by the suppressions file.
+    external_runs: HashSet<(u32, u32)>,
 }
 
 impl SuiteRun<'_> {
@@ -363,8 +377,13 @@ impl<'de> Visitor<'de> for ResultsSeed<'_, '_, '_, '_> {
                 self.emitter.raw(b",")?;
             }
             let fail_on = self.suite.fail_on;
-            if let Some(finding) = self.suite.finding_at(self.file, self.run, index) {
+            let external = self.suite.external_runs.contains(&(self.file, self.run));
+            let finding = self.suite.finding_at(self.file, self.run, index);
+            if let Some(finding) = finding {
                 annotate(&mut result, finding, fail_on);
+            }
+            if external {
+                add_suppressions(&mut result, finding);
             }
             self.emitter.value(&result)?;
             index += 1;
@@ -399,5 +418,41 @@ fn annotate(result: &mut Value, finding: &Finding, fail_on: Severity) {
             "phalanx/v1".into(),
             Value::from(finding.fingerprint.to_string()),
         );
+    }
+}
+
+/// Gives `result` a `suppressions` array (keeping what the tool wrote), with our external
+/// suppression when an entry of the suppressions file covers the finding.
+fn add_suppressions(result: &mut Value, finding: Option<&Finding>) {
+    let Value::Object(obj) = result else {
+        return;
+    };
+    let list = obj
+        .entry("suppressions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        // Not SARIF as written; ours must still be an array for the run to be valid.
+        *list = Value::Array(Vec::new());
+    }
+    let Some(Suppression::External(entry)) = finding.map(|f| &f.suppression) else {
+        return;
+    };
+    let mut properties = Map::new();
+    properties.insert("owner".into(), Value::from(entry.owner.as_str()));
+    properties.insert(
+        "expires".into(),
+        Value::from(entry.expires.format("%Y-%m-%d").to_string()),
+    );
+    if let Some(ticket) = &entry.ticket {
+        properties.insert("ticket".into(), Value::from(ticket.as_str()));
+    }
+    properties.insert("phalanx/entryLine".into(), Value::from(entry.line));
+    if let Value::Array(items) = list {
+        items.push(json!({
+            "kind": "external",
+            "status": "accepted",
+            "justification": entry.reason,
+            "properties": properties,
+        }));
     }
 }

@@ -10,6 +10,7 @@ use super::json::Counts;
 use super::one_line;
 use crate::findings::SeverityCounts;
 use crate::outcome::{Outcome, RunReport, SuiteReport};
+use crate::verdict::{EntryState, SuppressionsReport};
 
 /// Reasons are cut to this many characters so a row fits a terminal; the reports have them
 /// in full.
@@ -54,6 +55,9 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
     if let Some(line) = findings_line(run) {
         out.push_str(&line);
         out.push('\n');
+    }
+    if let Some(report) = run.suppressions.report(&run.suites) {
+        out.push_str(&suppressions_lines(&report));
     }
     out.push_str(&totals_line(run));
     out.push('\n');
@@ -169,6 +173,74 @@ fn findings_line(run: &RunReport) -> Option<String> {
     ))
 }
 
+/// `suppressions: 3 findings suppressed by suppressions.toml (2 entries), 1 in source;
+/// 1 expired, 1 expiring, 1 stale`, then one line per entry that needs attention.
+fn suppressions_lines(report: &SuppressionsReport) -> String {
+    if report.is_quiet() {
+        return String::new();
+    }
+    let file = report.file.display();
+    let mut first = format!(
+        "suppressions: {} suppressed by {file} ({} {})",
+        plural(report.suppressed_findings, "finding", "findings"),
+        report.applied.len(),
+        if report.applied.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
+    );
+    if report.in_source_findings > 0 {
+        first.push_str(&format!(", {} in source", report.in_source_findings));
+    }
+    let attention: Vec<String> = [
+        (report.expired.len(), "expired"),
+        (report.expiring.len(), "expiring"),
+        (report.stale.len(), "stale"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if !attention.is_empty() {
+        first.push_str(&format!("; {}", attention.join(", ")));
+    }
+    let mut out = first + "\n";
+    let lists = [
+        ("expired", &report.expired),
+        ("expiring", &report.expiring),
+        ("stale", &report.stale),
+    ];
+    for (what, entries) in lists {
+        for e in entries {
+            let when = match (what, e.state) {
+                ("expired", _) => format!("expired {}", e.expires),
+                (_, EntryState::Expiring { days_left }) => {
+                    format!(
+                        "expires {} (in {})",
+                        e.expires,
+                        plural(days_left as usize, "day", "days")
+                    )
+                }
+                _ => format!("until {}", e.expires),
+            };
+            let line = format!(
+                "  {what:<8} {file}:{}  {}  {}, {when}",
+                e.line,
+                one_line(&e.scope, MAX_REASON_CHARS),
+                one_line(&e.owner, MAX_REASON_CHARS),
+            );
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `-` for a suite that never started: a `0.0s` would suggest it ran and did nothing.
 pub fn suite_duration(suite: &SuiteReport) -> String {
     if suite.started_at.is_none() && suite.duration.is_zero() {
@@ -260,6 +332,7 @@ mod tests {
             suites,
             invalid_suites: Vec::new(),
             partition: None,
+            suppressions: Default::default(),
         }
     }
 

@@ -157,6 +157,7 @@ pub fn run_of(suites: Vec<SuiteReport>) -> RunReport {
         suites,
         invalid_suites: Vec::new(),
         partition: None,
+        suppressions: Default::default(),
     }
 }
 
