@@ -4,19 +4,24 @@
 //! `config` → `plan` → `schedule` → `engine` → `collect` → `findings` → `report`,
 //! with `event` carrying what happens to `progress` and the report writers.
 
+pub mod cause;
 pub mod collect;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod event_log;
+pub mod exit;
 pub mod findings;
 pub mod history;
 pub mod images;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub mod recorder;
 pub mod report;
 pub mod retries;
 pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod stop;

@@ -612,6 +612,23 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
+    async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        Ok(self.inspect_image(image).await?.is_some())
+    }
+
+    async fn build_image(
+        &self,
+        context: &Path,
+        image: &str,
+        log: &Path,
+    ) -> Result<(), EngineError> {
+        super::base::build_image(&self.docker, context, image, log).await
+    }
+
+    async fn remove_orphans(&self) -> Result<usize, EngineError> {
+        super::orphans::remove_orphans(&self.docker).await
+    }
+
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {
         self.finish_removals().await;
         let filters = Self::label_filter(run_id);

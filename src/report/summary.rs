@@ -146,9 +146,9 @@ pub fn suite_duration(suite: &SuiteReport) -> String {
 /// The reason on one line, or nothing for a pass.
 pub fn short_reason(suite: &SuiteReport) -> String {
     suite
-        .reason
-        .as_deref()
-        .map(|r| one_line(r, MAX_REASON_CHARS))
+        .cause
+        .as_ref()
+        .map(|c| one_line(&c.to_string(), MAX_REASON_CHARS))
         .unwrap_or_default()
 }
 
@@ -204,25 +204,26 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::Cause;
     use crate::outcome::Outcome;
     use chrono::{TimeZone, Utc};
 
     fn ran(name: &str, outcome: Outcome, secs: f64, reason: Option<&str>) -> SuiteReport {
-        let mut s = SuiteReport::not_run(name, "img", outcome, "");
-        s.reason = reason.map(str::to_string);
+        let mut s = SuiteReport::not_run(name, "img", outcome, None);
+        s.cause = reason.map(Cause::internal);
         s.started_at = Some(Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap());
         s.duration = Duration::from_secs_f64(secs);
         s
     }
 
-    fn run(suites: Vec<SuiteReport>, interrupted: Option<&str>) -> RunReport {
+    fn run(suites: Vec<SuiteReport>, interrupted: Option<crate::stop::Signal>) -> RunReport {
         let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
         RunReport {
             run_id: "r".into(),
             phalanx_version: "0.1.0".into(),
             started_at: t,
             finished_at: t,
-            interrupted: interrupted.map(str::to_string),
+            interrupted,
             suites,
             invalid_suites: Vec::new(),
             partition: None,
@@ -247,7 +248,12 @@ mod tests {
                     1.0,
                     Some("image missing\nsecond line"),
                 ),
-                SuiteReport::not_run("gitleaks", "img", Outcome::Skipped, "fail-fast"),
+                SuiteReport::not_run(
+                    "gitleaks",
+                    "img",
+                    Outcome::Skipped,
+                    Some(Cause::internal("fail-fast")),
+                ),
             ],
             None,
         );
@@ -271,9 +277,14 @@ reports: reports/junit.xml, r.json
             vec![
                 ran("a", Outcome::Error, 1.0, Some("x")),
                 ran("b", Outcome::Error, 1.0, Some("y")),
-                SuiteReport::not_run("c", "img", Outcome::Cancelled, "interrupted"),
+                SuiteReport::not_run(
+                    "c",
+                    "img",
+                    Outcome::Cancelled,
+                    Some(Cause::internal("interrupted")),
+                ),
             ],
-            Some("SIGINT"),
+            Some(crate::stop::Signal::Interrupt),
         );
         assert_eq!(
             totals_line(&r),
