@@ -2,7 +2,10 @@
 //!
 //! Data moves through one module per stage, left to right:
 //! `config` → `plan` → `schedule` → `engine` → `collect` → `findings` → `report`,
-//! with `event` carrying what happens to `progress` and the report writers.
+//! with `event` carrying what happens, numbered and in order, to its subscribers:
+//! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
+//! for the report writers. What ended a suite badly is a typed `cause::Cause`; why a run
+//! stops early is a `stop::StopReason`.
 
 pub mod cause;
 pub mod collect;

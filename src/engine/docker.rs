@@ -123,10 +123,6 @@ impl DockerEngine {
         })
     }
 
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
         match timed("image-inspect", image, self.docker.inspect_image(image)).await {
             Ok(inspect) => Ok(Some(ImageInfo {
