@@ -507,3 +507,61 @@ async fn a_reader_follows_the_event_stream_while_the_run_goes_on() {
     assert_eq!(run.json["run_id"], seen[0]["run_id"]);
     assert_eq!(run.suite(&blocker)["cause"]["kind"], "exit-code");
 }
+
+#[tokio::test]
+async fn without_an_engine_the_event_log_still_tells_the_whole_run() {
+    let ws = Workspace::new();
+    let name = unique("any");
+    ws.suite(&name, "image = \"whatever:1\"\n");
+    let events = ws.root().join("events.jsonl");
+    let output = ws
+        .phalanx([
+            "run",
+            "--progress",
+            "none",
+            "--target",
+            "target",
+            "--events",
+        ])
+        .arg(&events)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let lines: Vec<Value> = read(&events)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["run-started", "suite-finished", "run-finished"]);
+    assert_eq!(lines[1]["suite"], name.as_str());
+    assert_eq!(lines[1]["cause"]["kind"], "no-engine");
+    assert_eq!(lines[2]["exit_code"], 3);
+}
+
+#[tokio::test]
+async fn an_event_log_that_cannot_be_written_costs_only_the_log() {
+    let ws = Workspace::new();
+    ws.suite(&unique("any"), "image = \"whatever:1\"\n");
+    let output = ws
+        .phalanx([
+            "run",
+            "--progress",
+            "none",
+            "--target",
+            "target",
+            "--events",
+        ])
+        .arg(ws.root().join("no/such/dir/events.jsonl"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the run's own exit code: {stderr}"
+    );
+    assert!(stderr.contains("cannot create the event log"), "{stderr}");
+    assert!(ws.reports_dir().join("run.json").is_file(), "{stderr}");
+}
