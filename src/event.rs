@@ -1,36 +1,149 @@
-//! The event stream a run emits. Progress display and report aggregation subscribe to it.
+//! The event stream a run emits: the record of what happened, in order. Every stage sends
+//! [`EventKind`]s into one channel; one task numbers and timestamps them and hands each
+//! [`Event`] to every [`Subscriber`] in turn (progress, the event log, the
+//! [`Recorder`](crate::recorder::Recorder) that builds the run's report). Subscribers only
+//! read: nothing they do flows back into the run.
 
-use crate::outcome::SuiteReport;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::cause::Cause;
+use crate::outcome::{InvalidSuite, RunReport, SuiteReport};
+use crate::recorder::Recorder;
+use crate::report::json::Counts;
+use crate::stop::{Signal, StopReason};
+
+/// One thing that happened, numbered and timestamped in the order subscribers see it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// 1 for the first event of a run, then one more for each: no gaps, no repeats.
+    pub seq: u64,
+    /// When the event was numbered (microseconds after it was sent).
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+}
 
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum EventKind {
     RunStarted {
         run_id: String,
-        total: usize,
+        /// The suites to run, in plan order (the order of the reports).
+        suites: Vec<String>,
         jobs: usize,
+        /// Selected suite files that could not be read: reported, never run.
+        invalid_suites: Vec<InvalidSuite>,
+        /// `hash:M/N` when the run is one CI shard of the selection.
+        partition: Option<String>,
     },
     /// A suite got its slots and its container is being prepared (image, create, start).
     SuiteStarted {
         name: String,
         attempt: u32,
     },
-    /// A suite's image is being built because it was missing.
-    ImageBuilding {
-        name: String,
-        image: String,
-    },
     /// An infrastructure error ended an attempt; the suite will be tried again.
     SuiteRetrying {
         name: String,
         attempt: u32,
-        reason: String,
+        cause: Cause,
     },
     SuiteFinished(Box<SuiteReport>),
-    /// The run is stopping early (fail-fast or a signal); the reason says which.
+    /// The run is stopping early (fail-fast or a signal).
     Stopping {
-        reason: String,
+        reason: StopReason,
+    },
+    /// The last event of every run.
+    RunFinished {
+        exit_code: u8,
+        counts: Counts,
+        interrupted: Option<Signal>,
     },
 }
 
-/// Where the stages send their events; the run's subscriber task reads them in order.
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
+impl EventKind {
+    /// The kind's name in the event log (`suite-finished`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run-started",
+            EventKind::SuiteStarted { .. } => "suite-started",
+            EventKind::SuiteRetrying { .. } => "suite-retrying",
+            EventKind::SuiteFinished(_) => "suite-finished",
+            EventKind::Stopping { .. } => "stopping",
+            EventKind::RunFinished { .. } => "run-finished",
+        }
+    }
+}
+
+/// Where the stages send their events. Sending never fails: once the run's subscriber
+/// task is gone there is nobody left to tell.
+#[derive(Debug, Clone)]
+pub struct EventSender(mpsc::UnboundedSender<EventKind>);
+
+impl EventSender {
+    pub fn send(&self, kind: EventKind) {
+        let _ = self.0.send(kind);
+    }
+}
+
+pub type EventReceiver = mpsc::UnboundedReceiver<EventKind>;
+
+/// One ordered stream: the sender for the stages, the receiver for the [`Hub`].
+pub fn channel() -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (EventSender(tx), rx)
+}
+
+/// Something that follows a run. Called from one task, in `seq` order.
+pub trait Subscriber: Send {
+    fn handle(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event) + Send> Subscriber for F {
+    fn handle(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
+/// Numbers and timestamps events, hands them to the subscribers, and records the run.
+pub struct Hub {
+    next_seq: u64,
+    recorder: Recorder,
+    subscribers: Vec<Box<dyn Subscriber>>,
+}
+
+impl Hub {
+    pub fn new(subscribers: Vec<Box<dyn Subscriber>>) -> Self {
+        Hub {
+            next_seq: 1,
+            recorder: Recorder::default(),
+            subscribers,
+        }
+    }
+
+    pub fn publish(&mut self, kind: EventKind) {
+        let event = Event {
+            seq: self.next_seq,
+            at: Utc::now(),
+            kind,
+        };
+        self.next_seq += 1;
+        for subscriber in &mut self.subscribers {
+            subscriber.handle(&event);
+        }
+        // Last, and by value: the recorder keeps the reports the event carries.
+        self.recorder.record(event);
+    }
+
+    /// Reads `inbox` until every sender is gone.
+    pub async fn follow(&mut self, mut inbox: EventReceiver) {
+        while let Some(kind) = inbox.recv().await {
+            self.publish(kind);
+        }
+    }
+
+    /// Publishes [`EventKind::RunFinished`] and returns the recorded run.
+    pub fn finish(mut self) -> RunReport {
+        let finished = self.recorder.finished();
+        self.publish(finished);
+        self.recorder.into_report()
+    }
+}

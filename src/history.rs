@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     fn report(name: &str, outcome: Outcome, secs: u64) -> SuiteReport {
-        let mut r = SuiteReport::not_run(name, "img:1", outcome, "");
+        let mut r = SuiteReport::not_run(name, "img:1", outcome, None);
         r.duration = Duration::from_secs(secs);
         r.exit_code = Some(0);
         r

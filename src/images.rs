@@ -12,13 +12,10 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::errors::Error as DockerError;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Suite;
-use crate::engine::EngineError;
-use crate::engine::base;
+use crate::engine::{Engine, EngineError};
 
 /// One image to make, and the suites that run it.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +67,8 @@ pub fn build_log(reports_dir: &Path, job: &ImageJob) -> PathBuf {
 
 /// Makes every image in `jobs` that is missing, one at a time, printing one line per
 /// image to `out` (and, on a terminal, a spinner with the build's current step).
-pub async fn build_all(
-    docker: &Docker,
+pub async fn build_all<E: Engine>(
+    engine: &E,
     jobs: &[ImageJob],
     reports_dir: &Path,
     out: &mut dyn Write,
@@ -81,7 +78,7 @@ pub async fn build_all(
     for (i, job) in jobs.iter().enumerate() {
         let counter = format!("[{}/{}]", i + 1, jobs.len());
         let log = build_log(reports_dir, job);
-        let outcome = make(docker, job, &log, &counter).await;
+        let outcome = make(engine, job, &log, &counter).await;
         let line = match &outcome {
             ImageOutcome::Present => "present".to_string(),
             ImageOutcome::Built { took } => format!("built in {}s", took.as_secs()),
@@ -93,8 +90,8 @@ pub async fn build_all(
     done
 }
 
-async fn make(docker: &Docker, job: &ImageJob, log: &Path, counter: &str) -> ImageOutcome {
-    match exists(docker, &job.image).await {
+async fn make<E: Engine>(engine: &E, job: &ImageJob, log: &Path, counter: &str) -> ImageOutcome {
+    match engine.image_exists(&job.image).await {
         Ok(true) => return ImageOutcome::Present,
         Ok(false) => {}
         Err(e) => return ImageOutcome::Failed(e),
@@ -108,23 +105,13 @@ async fn make(docker: &Docker, job: &ImageJob, log: &Path, counter: &str) -> Ima
     let _ = tokio::fs::remove_file(log).await;
     let started = Instant::now();
     let spinner = Spinner::start(format!("{counter} building {}", job.image), log);
-    let result = base::build_image(docker, context, &job.image, log).await;
+    let result = engine.build_image(context, &job.image, log).await;
     spinner.stop();
     match result {
         Ok(()) => ImageOutcome::Built {
             took: started.elapsed(),
         },
         Err(e) => ImageOutcome::Failed(e),
-    }
-}
-
-async fn exists(docker: &Docker, image: &str) -> Result<bool, EngineError> {
-    match docker.inspect_image(image).await {
-        Ok(_) => Ok(true),
-        Err(DockerError::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
-        Err(e) => Err(EngineError::api("image inspect", e)),
     }
 }
 

@@ -2,24 +2,32 @@
 //!
 //! Data moves through one module per stage, left to right:
 //! `config` → `plan` → `schedule` → `engine` → `collect` → `findings` → `report`,
-//! with `event` carrying what happens to `progress` and the report writers.
+//! with `event` carrying what happens, numbered and in order, to its subscribers:
+//! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
+//! for the report writers. What ended a suite badly is a typed `cause::Cause`; why a run
+//! stops early is a `stop::StopReason`.
 
+pub mod cause;
 pub mod collect;
 pub mod config;
 pub mod doctor;
 pub mod dry_run;
 pub mod engine;
 pub mod event;
+pub mod event_log;
+pub mod exit;
 pub mod findings;
 pub mod history;
 pub mod images;
 pub mod outcome;
 pub mod plan;
 pub mod progress;
+pub mod recorder;
 pub mod report;
 pub mod retries;
 pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod stop;
 pub mod verdict;

@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use phalanx::cause::Cause;
 use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
+use phalanx::event::{Event, Subscriber};
+use phalanx::event_log::EventLog;
+use phalanx::exit;
 use phalanx::findings::Severity;
 use phalanx::history::{self, History};
 use phalanx::images;
@@ -20,7 +24,8 @@ use phalanx::progress::{Progress, ProgressMode};
 use phalanx::report::{json, junit, sarif, summary};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
-use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
+use phalanx::schedule::ScheduleOptions;
+use phalanx::stop::{Signal, StopReason, StopSignal};
 
 /// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
 #[path = "cli/suppress.rs"]
@@ -166,6 +171,17 @@ struct RunArgs {
     /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
     #[arg(long, value_name = "PATH")]
     suppressions: Option<PathBuf>,
+    /// Write every event of the run to PATH as it happens, one JSON object per line
+    /// (README: "Event stream"). `-` is stdout; everything else then goes to stderr.
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Whether stdout carries the event stream, so it must carry nothing else.
+    fn events_on_stdout(&self) -> bool {
+        self.events.as_deref() == Some(Path::new("-"))
+    }
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -182,11 +198,11 @@ impl Failure {
         match self {
             Failure::Usage(m) => {
                 eprintln!("error: {m}");
-                ExitCode::from(2)
+                ExitCode::from(exit::USAGE)
             }
             Failure::Infra(m) => {
                 eprintln!("error: {m}");
-                ExitCode::from(3)
+                ExitCode::from(exit::INFRA)
             }
         }
     }
@@ -321,7 +337,11 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
 }
 
 fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
-    ExitCode::from(if errors.is_empty() { 0 } else { 2 })
+    ExitCode::from(if errors.is_empty() {
+        exit::PASSED
+    } else {
+        exit::USAGE
+    })
 }
 
 /// `phalanx images`: exit 0 when every image is there, 3 when a build failed.
@@ -333,7 +353,7 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
     let jobs = images::jobs(&suites);
-    let done = images::build_all(engine.client(), &jobs, &reports, &mut std::io::stdout()).await;
+    let done = images::build_all(&engine, &jobs, &reports, &mut std::io::stdout()).await;
     let counts = images::tally(&done);
     println!(
         "{} image(s): {} built, {} present, {} failed",
@@ -344,9 +364,9 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
     );
     let failed = counts["failed"] > 0;
     Ok(match (failed, loaded.errors.is_empty()) {
-        (true, _) => ExitCode::from(3),
-        (false, false) => ExitCode::from(2),
-        (false, true) => ExitCode::SUCCESS,
+        (true, _) => ExitCode::from(exit::INFRA),
+        (false, false) => ExitCode::from(exit::USAGE),
+        (false, true) => ExitCode::from(exit::PASSED),
     })
 }
 
@@ -366,7 +386,7 @@ async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
 /// Removes what killed Phalanx processes left on the engine (never a live run's objects)
 /// and says how many containers that was; a failure only warns.
 async fn remove_orphans(engine: &DockerEngine) {
-    match phalanx::engine::orphans::remove_orphans(engine.client()).await {
+    match engine.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => eprintln!(
             "phalanx: removed {n} container(s) left by earlier Phalanx runs that were killed"
@@ -376,20 +396,23 @@ async fn remove_orphans(engine: &DockerEngine) {
 }
 
 async fn connect() -> Result<DockerEngine, Failure> {
-    DockerEngine::connect().await.map_err(|e| {
-        Failure::Infra(format!(
-            "{e}. Is the Docker engine running? Set DOCKER_HOST to use another one."
-        ))
-    })
+    DockerEngine::connect()
+        .await
+        .map_err(|error| Failure::Infra(Cause::NoEngine { error }.to_string()))
 }
 
 /// The engine, once what every suite needs is known to be there (`doctor::preflight`):
-/// a missing prerequisite fails the whole run before any suite starts.
-async fn connect_for_run(suites: &[Suite], reports: &Path) -> Result<DockerEngine, Failure> {
-    let engine = connect().await?;
+/// no engine or a missing prerequisite fails the whole run before any suite starts.
+async fn connect_for_run(suites: &[Suite], reports: &Path) -> Result<DockerEngine, Cause> {
+    let engine = DockerEngine::connect()
+        .await
+        .map_err(|error| Cause::NoEngine { error })?;
     match phalanx::doctor::preflight(&engine, suites, reports).await {
         Ok(()) => Ok(engine),
-        Err(missing) => Err(Failure::Infra(missing.to_string())),
+        Err(missing) => Err(Cause::PrerequisiteMissing {
+            missing: missing.cause(),
+            fix: missing.fix(),
+        }),
     }
 }
 
@@ -449,23 +472,66 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         history: load_history(&args.history),
         partition: args.partition.map(|p| p.to_string()),
     };
+    let subscribers = subscribers(&args, plan.suites.len());
     let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
             remove_orphans(&engine).await;
-            let mut report = execute(engine, plan, args.progress).await;
+            let mut report = execute(engine, plan, subscribers).await;
             if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
                 eprintln!("error: {note}");
             }
             report
         }
-        Err(Failure::Infra(message)) => unreachable_report(plan, &message),
-        Err(other) => return Err(other),
+        // One sentence says it all; no progress lines repeating it for every suite.
+        Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
     if let Some(warning) = history::record_run(&args.history, &report.suites) {
         eprintln!("warning: {warning}");
     }
-    write_reports(&report, &paths)?;
-    Ok(ExitCode::from(report.exit_code() as u8))
+    write_reports(&report, &paths, args.events_on_stdout())?;
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Who follows the run: the progress display, and the event log when asked for.
+struct Followers {
+    progress: Arc<Progress>,
+    log: Option<Box<dyn Subscriber>>,
+}
+
+impl Followers {
+    fn all(self) -> Vec<Box<dyn Subscriber>> {
+        let shown = self.progress;
+        let progress: Box<dyn Subscriber> = Box::new(move |event: &Event| shown.handle(event));
+        std::iter::once(progress).chain(self.log).collect()
+    }
+}
+
+fn subscribers(args: &RunArgs, total: usize) -> Followers {
+    let progress = Arc::new(Progress::new(args.progress, total));
+    let log: Option<Box<dyn Subscriber>> = match args.events.as_deref() {
+        None => None,
+        Some(path) if path == Path::new("-") => {
+            Some(Box::new(EventLog::new(std::io::stdout(), "on stdout")))
+        }
+        // Like a write error later: the run goes on without its event log.
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => {
+                let name = path.display().to_string();
+                Some(Box::new(EventLog::new(
+                    std::io::LineWriter::new(file),
+                    name,
+                )))
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot create the event log {}: {e}; the run goes on without it",
+                    path.display()
+                );
+                None
+            }
+        },
+    };
+    Followers { progress, log }
 }
 
 /// Splits the suites into what to run and the broken files that were asked for.
@@ -548,15 +614,11 @@ fn invalid_suites(errors: &[ConfigError], names: &[String], tags: &[String]) -> 
     invalid
 }
 
-async fn execute(engine: DockerEngine, plan: RunPlan, mode: ProgressMode) -> RunReport {
-    let progress = Arc::new(Progress::new(mode, plan.suites.len()));
+async fn execute(engine: DockerEngine, plan: RunPlan, followers: Followers) -> RunReport {
     let stop = StopSignal::default();
     let signals = tokio::spawn(stop_on_signals(stop.clone()));
-    let shown = progress.clone();
-    let report = run::execute(Arc::new(engine), plan, stop, move |event| {
-        shown.handle(event)
-    })
-    .await;
+    let progress = followers.progress.clone();
+    let report = run::execute(Arc::new(engine), plan, stop, followers.all()).await;
     signals.abort();
     progress.finish();
     report
@@ -572,33 +634,32 @@ async fn stop_on_signals(stop: StopSignal) {
         return;
     };
     let signal = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
     };
     stop.stop(StopReason::Interrupted { signal });
 }
 
 /// The report of a run that started no suite (no engine, a missing prerequisite): every
-/// suite an error naming `message`, which is printed once, whole.
-fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
-    eprintln!("error: {message}");
-    let now = chrono::Utc::now();
-    RunReport {
-        run_id: plan.run_id,
-        phalanx_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: now,
-        finished_at: now,
-        interrupted: None,
-        suites: run::all_errored(&plan.suites, message),
-        invalid_suites: plan.invalid_suites,
-        partition: plan.partition,
-        suppressions: plan.context.suppressions,
-    }
+/// suite an error naming `cause`, which is printed once, whole.
+fn unreachable_report(
+    plan: RunPlan,
+    cause: Cause,
+    subscribers: Vec<Box<dyn Subscriber>>,
+) -> RunReport {
+    eprintln!("error: {cause}");
+    let mut report = run::not_started(&plan, &cause, subscribers);
+    report.suppressions = plan.context.suppressions.clone();
+    report
 }
 
 /// Writes every report, even when an earlier one failed, then the summary; the first
 /// failure is returned.
-fn write_reports(report: &RunReport, paths: &ReportPaths) -> Result<(), Failure> {
+fn write_reports(
+    report: &RunReport,
+    paths: &ReportPaths,
+    summary_on_stderr: bool,
+) -> Result<(), Failure> {
     let written = [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
@@ -609,7 +670,12 @@ fn write_reports(report: &RunReport, paths: &ReportPaths) -> Result<(), Failure>
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
-    println!("{}", summary::summary_table(report, &files));
+    let table = summary::summary_table(report, &files);
+    if summary_on_stderr {
+        eprintln!("{table}");
+    } else {
+        println!("{table}");
+    }
     match written.into_iter().find_map(Result::err) {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
         None => Ok(()),

@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::cause::{self, Cause};
+use crate::exit;
 use crate::findings::{FindingsSummary, SuiteResults, TestCounts};
+use crate::stop::Signal;
 
 /// How a suite ended. Every suite ends in exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,8 +63,10 @@ pub struct SuiteReport {
     pub image: String,
     pub image_digest: Option<String>,
     pub outcome: Outcome,
-    /// One sentence saying why, for anything but a pass.
-    pub reason: Option<String>,
+    /// Why, for anything but a pass. run.json has it twice: `reason`, the sentence, and
+    /// `cause`, the object.
+    #[serde(flatten, serialize_with = "cause::serialize_reason_and_cause")]
+    pub cause: Option<Cause>,
     pub exit_code: Option<i64>,
     pub container_id: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -101,13 +106,13 @@ pub struct SuiteReport {
 
 impl SuiteReport {
     /// A suite that never ran (skipped or cancelled before it started, or failed early).
-    pub fn not_run(name: &str, image: &str, outcome: Outcome, reason: impl Into<String>) -> Self {
+    pub fn not_run(name: &str, image: &str, outcome: Outcome, cause: Option<Cause>) -> Self {
         SuiteReport {
             name: name.to_string(),
             image: image.to_string(),
             image_digest: None,
             outcome,
-            reason: Some(reason.into()),
+            cause,
             exit_code: None,
             container_id: None,
             started_at: None,
@@ -136,7 +141,8 @@ pub struct RetriedAttempt {
     #[serde(serialize_with = "serialize_secs")]
     pub duration: Duration,
     /// The infrastructure error that ended it.
-    pub reason: String,
+    #[serde(flatten, serialize_with = "cause::serialize_retried_cause")]
+    pub cause: Cause,
 }
 
 /// A selected suite whose file could not be read: reported, never run.
@@ -157,7 +163,7 @@ pub struct RunReport {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     /// `SIGINT` or `SIGTERM` when the run was interrupted.
-    pub interrupted: Option<String>,
+    pub interrupted: Option<Signal>,
     pub suites: Vec<SuiteReport>,
     /// Selected suite files that could not be read; they make the run exit 2.
     pub invalid_suites: Vec<InvalidSuite>,
@@ -177,21 +183,64 @@ impl RunReport {
     /// Exit code per DESIGN.md: 0 all passed, 1 some failed or timed out, 2 a selected suite
     /// file is invalid, 3 some error; the highest applies. An interrupted run exits 130
     /// (SIGINT) or 143 (SIGTERM).
-    pub fn exit_code(&self) -> i32 {
-        match self.interrupted.as_deref() {
-            Some("SIGINT") => return 130,
-            Some(_) => return 143,
-            None => {}
+    pub fn exit_code(&self) -> u8 {
+        exit_code(
+            &Counts::of(self),
+            !self.invalid_suites.is_empty(),
+            self.interrupted,
+        )
+    }
+}
+
+/// [`RunReport::exit_code`] from what decides it.
+pub fn exit_code(counts: &Counts, any_invalid: bool, interrupted: Option<Signal>) -> u8 {
+    if let Some(signal) = interrupted {
+        return signal.exit_code();
+    }
+    if counts.error > 0 {
+        exit::INFRA
+    } else if any_invalid {
+        exit::USAGE
+    } else if counts.failed + counts.timed_out > 0 {
+        exit::FAILED
+    } else {
+        exit::PASSED
+    }
+}
+
+/// Suites per outcome. Keys are spelled like the `outcome` values in `suites`, so
+/// `.counts[.suites[0].outcome]` works in jq.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Counts {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    pub error: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+}
+
+impl Counts {
+    pub fn of(run: &RunReport) -> Self {
+        Self::of_outcomes(run.suites.iter().map(|s| s.outcome))
+    }
+
+    pub fn of_outcomes(outcomes: impl IntoIterator<Item = Outcome>) -> Self {
+        let mut c = Counts::default();
+        for outcome in outcomes {
+            c.total += 1;
+            *match outcome {
+                Outcome::Passed => &mut c.passed,
+                Outcome::Failed => &mut c.failed,
+                Outcome::TimedOut => &mut c.timed_out,
+                Outcome::Error => &mut c.error,
+                Outcome::Skipped => &mut c.skipped,
+                Outcome::Cancelled => &mut c.cancelled,
+            } += 1;
         }
-        if self.count(Outcome::Error) > 0 {
-            3
-        } else if !self.invalid_suites.is_empty() {
-            2
-        } else if self.count(Outcome::Failed) + self.count(Outcome::TimedOut) > 0 {
-            1
-        } else {
-            0
-        }
+        c
     }
 }
 

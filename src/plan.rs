@@ -314,7 +314,7 @@ mod tests {
                     name,
                     "img",
                     crate::outcome::Outcome::Passed,
-                    "",
+                    None,
                 );
                 r.duration = Duration::from_secs(secs);
                 r

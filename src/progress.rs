@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::event::Event;
+use crate::cause::Cause;
+use crate::event::{Event, EventKind};
 use crate::outcome::{Outcome, SuiteReport};
 use crate::report::summary::{LABEL_WIDTH, short_reason, suite_duration};
 
@@ -137,33 +138,34 @@ fn event_line(event: &Event, counter: Counter) -> Option<String> {
         let text = format!("{} {word:<LABEL_WIDTH$} {rest}", counter.prefix(false));
         text.trim_end().to_string()
     };
-    match event {
-        Event::RunStarted {
+    match &event.kind {
+        EventKind::RunStarted {
             run_id,
-            total,
+            suites,
             jobs,
+            ..
         } => Some(format!(
-            "phalanx: running {total} suite{} with {jobs} job slot{} (run {run_id})",
-            plural(*total),
+            "phalanx: running {} suite{} with {jobs} job slot{} (run {run_id})",
+            suites.len(),
+            plural(suites.len()),
             plural(*jobs)
         )),
-        Event::SuiteStarted { name, attempt } if *attempt > 1 => {
+        EventKind::SuiteStarted { name, attempt } if *attempt > 1 => {
             Some(line("START", format!("{name}  attempt {attempt}")))
         }
-        Event::SuiteStarted { name, .. } => Some(line("START", name.clone())),
-        Event::ImageBuilding { name, image } => {
-            Some(line("BUILD", format!("{name}  image {image}")))
-        }
-        Event::SuiteRetrying {
+        EventKind::SuiteStarted { name, .. } => Some(line("START", name.clone())),
+        EventKind::SuiteRetrying {
             name,
             attempt,
-            reason,
+            cause,
         } => Some(line(
             "RETRY",
-            format!("{name}  {}", retry_text(*attempt, reason)),
+            format!("{name}  {}", retry_text(*attempt, cause)),
         )),
-        Event::SuiteFinished(report) => Some(finished_line(report, counter)),
-        Event::Stopping { reason } => Some(line("STOPPING", one_line(reason))),
+        EventKind::SuiteFinished(report) => Some(finished_line(report, counter)),
+        EventKind::Stopping { reason } => Some(line("STOPPING", one_line(&reason.to_string()))),
+        // The summary table that follows says it all.
+        EventKind::RunFinished { .. } => None,
     }
 }
 
@@ -187,8 +189,11 @@ fn finished_line(report: &SuiteReport, counter: Counter) -> String {
 }
 
 /// `attempt` is the attempt that just ended; the event promises another one.
-fn retry_text(attempt: u32, reason: &str) -> String {
-    format!("attempt {attempt} failed, retrying: {}", one_line(reason))
+fn retry_text(attempt: u32, cause: &Cause) -> String {
+    format!(
+        "attempt {attempt} failed, retrying: {}",
+        one_line(&cause.to_string())
+    )
 }
 
 fn one_line(s: &str) -> String {
@@ -223,9 +228,9 @@ impl Plain {
 
 impl Counter {
     fn observe(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted { total, .. } => self.total = *total,
-            Event::SuiteFinished(_) => self.done += 1,
+        match &event.kind {
+            EventKind::RunStarted { suites, .. } => self.total = suites.len(),
+            EventKind::SuiteFinished(_) => self.done += 1,
             _ => {}
         }
     }
@@ -284,9 +289,9 @@ impl Bars {
         let mut state = lock(&self.state);
         state.counter.observe(event);
         let counter = state.counter;
-        match event {
-            Event::RunStarted { total, .. } => self.overall.set_length(*total as u64),
-            Event::SuiteStarted { name, attempt } => {
+        match &event.kind {
+            EventKind::RunStarted { suites, .. } => self.overall.set_length(suites.len() as u64),
+            EventKind::SuiteStarted { name, attempt } => {
                 let msg = if *attempt > 1 {
                     format!("attempt {attempt}")
                 } else {
@@ -294,23 +299,21 @@ impl Bars {
                 };
                 state.start(name, msg);
             }
-            Event::ImageBuilding { name, image } => {
-                state.set_message(name, format!("building image {image}"));
-            }
-            Event::SuiteRetrying {
+            EventKind::SuiteRetrying {
                 name,
                 attempt,
-                reason,
+                cause,
             } => {
                 self.print(event, counter);
-                state.set_message(name, retry_text(*attempt, reason));
+                state.set_message(name, retry_text(*attempt, cause));
             }
-            Event::SuiteFinished(report) => {
+            EventKind::SuiteFinished(report) => {
                 state.finish(&report.name, &self.mp);
                 self.print(event, counter);
                 self.overall.inc(1);
             }
-            Event::Stopping { .. } => self.print(event, counter),
+            EventKind::Stopping { .. } => self.print(event, counter),
+            EventKind::RunFinished { .. } => {}
         }
         self.refresh(&mut state);
     }
@@ -443,51 +446,77 @@ mod tests {
         }
     }
 
-    fn finished(name: &str, outcome: Outcome, secs: u64, reason: Option<&str>) -> Event {
-        let mut r = SuiteReport::not_run(name, "img", outcome, "");
-        r.reason = reason.map(str::to_string);
+    fn event(kind: EventKind) -> Event {
+        Event {
+            seq: 1,
+            at: chrono::Utc::now(),
+            kind,
+        }
+    }
+
+    fn finished(name: &str, outcome: Outcome, secs: u64, cause: Option<Cause>) -> Event {
+        let mut r = SuiteReport::not_run(name, "img", outcome, cause);
         r.started_at = Some(chrono::Utc::now());
         r.duration = Duration::from_millis(secs * 100);
-        Event::SuiteFinished(Box::new(r))
+        event(EventKind::SuiteFinished(Box::new(r)))
     }
 
     fn started(name: &str) -> Event {
-        Event::SuiteStarted {
+        event(EventKind::SuiteStarted {
             name: name.into(),
             attempt: 1,
-        }
+        })
     }
 
     #[test]
     fn plain_lines_are_aligned_and_counted() {
         let out = Shared::default();
         let p = Progress::plain_to(12, Box::new(out.clone()));
+        let fail_fast = crate::stop::StopReason::FailFast {
+            after: "semgrep".into(),
+        };
         let events = [
-            Event::RunStarted {
+            event(EventKind::RunStarted {
                 run_id: "r-1".into(),
-                total: 12,
+                suites: (0..12).map(|i| format!("s{i}")).collect(),
                 jobs: 4,
-            },
+                invalid_suites: Vec::new(),
+                partition: None,
+            }),
             started("bandit"),
-            Event::ImageBuilding {
-                name: "bandit".into(),
-                image: "phalanx/bandit:1".into(),
-            },
-            Event::SuiteRetrying {
+            event(EventKind::SuiteRetrying {
                 name: "bandit".into(),
                 attempt: 1,
-                reason: "Docker create failed:\nconflict".into(),
-            },
-            Event::SuiteStarted {
+                cause: crate::engine::EngineError::api("create", "\nconflict").into(),
+            }),
+            event(EventKind::SuiteStarted {
                 name: "bandit".into(),
                 attempt: 2,
-            },
+            }),
             finished("bandit", Outcome::Passed, 42, None),
-            finished("semgrep", Outcome::Failed, 120, Some("exit code 2")),
-            finished("trivy", Outcome::Skipped, 0, Some("fail-fast")),
-            Event::Stopping {
-                reason: "fail-fast: semgrep failed".into(),
-            },
+            finished(
+                "semgrep",
+                Outcome::Failed,
+                120,
+                Some(Cause::ExitCode {
+                    code: 2,
+                    expected: vec![0],
+                }),
+            ),
+            finished(
+                "trivy",
+                Outcome::Skipped,
+                0,
+                Some(Cause::NotStarted {
+                    reason: fail_fast.clone(),
+                }),
+            ),
+            event(EventKind::Stopping { reason: fail_fast }),
+            event(EventKind::RunFinished {
+                exit_code: 1,
+                counts: Default::default(),
+                interrupted: None,
+            }),
         ];
         for e in &events {
             p.handle(e);
@@ -496,22 +525,29 @@ mod tests {
         let expected = "\
 phalanx: running 12 suites with 4 job slots (run r-1)
 [  /12] START    bandit
-[  /12] BUILD    bandit  image phalanx/bandit:1
 [  /12] RETRY    bandit  attempt 1 failed, retrying: Docker create failed: conflict
 [  /12] START    bandit  attempt 2
 [ 1/12] PASS     bandit  4.2s
-[ 2/12] FAIL     semgrep  12.0s  exit code 2
-[ 3/12] SKIP     trivy  0.0s  fail-fast
-[  /12] STOPPING fail-fast: semgrep failed
+[ 2/12] FAIL     semgrep  12.0s  exit code 2 (expected 0)
+[ 3/12] SKIP     trivy  0.0s  not started: --fail-fast stopped the run after `semgrep` failed
+[  /12] STOPPING --fail-fast: `semgrep` failed
 ";
         assert_eq!(out.text(), expected);
     }
 
     #[test]
     fn never_started_suites_show_no_duration() {
-        let r = SuiteReport::not_run("gitleaks", "img", Outcome::Cancelled, "interrupted");
+        let interrupted = Cause::NotStarted {
+            reason: crate::stop::StopReason::Interrupted {
+                signal: crate::stop::Signal::Interrupt,
+            },
+        };
+        let r = SuiteReport::not_run("gitleaks", "img", Outcome::Cancelled, Some(interrupted));
         let line = finished_line(&r, Counter { done: 5, total: 5 });
-        assert_eq!(line, "[5/5] CANCEL   gitleaks  -  interrupted");
+        assert_eq!(
+            line,
+            "[5/5] CANCEL   gitleaks  -  not started: the run was interrupted by SIGINT"
+        );
     }
 
     #[test]

@@ -1,27 +1,23 @@
 //! Attempts that ended in an infrastructure error and were retried: recorded on the suite's
 //! report, shown as `flaky`/`retried` in run.json, and as `<flakyError>` (the suite passed in
-//! the end) or `<rerunError>` (it did not) in JUnit.
+//! the end) or `<rerunError>` (it did not) in JUnit (see `report::reruns`).
 //!
-//! Only infrastructure errors are ever retried (see `runner::run_suite`): findings and
-//! failing exit codes are the tool's verdict, and running it again would only hide them.
+//! Only infrastructure errors are ever retried (see `runner::run_suite` and
+//! [`Cause::retryable`]): findings and failing exit codes are the tool's verdict, and
+//! running it again would only hide them.
 
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestRerun};
-
+use crate::cause::Cause;
 use crate::outcome::{Outcome, RetriedAttempt, SuiteReport};
 
-/// `type` of the JUnit rerun elements: what kind of error made the attempt be retried.
-pub const RERUN_TYPE: &str = "infrastructure";
-
-/// Longest rerun `message` attribute; the full reason goes in the element's body.
-const MAX_MESSAGE_CHARS: usize = 200;
-
 /// What an attempt that is about to be retried leaves behind.
-pub fn retried_attempt(report: &SuiteReport) -> RetriedAttempt {
+pub fn retried_attempt(report: SuiteReport) -> RetriedAttempt {
     RetriedAttempt {
         attempt: report.attempts,
         started_at: report.started_at,
         duration: report.duration,
-        reason: report.reason.clone().unwrap_or_default(),
+        cause: report
+            .cause
+            .unwrap_or_else(|| Cause::internal("retried without a cause")),
     }
 }
 
@@ -31,105 +27,30 @@ pub fn record(report: &mut SuiteReport, retried: Vec<RetriedAttempt>) {
     report.retried = retried;
 }
 
-/// Adds one rerun per retried attempt to each of the suite's cases: `<flakyError>` under a
-/// passing case, `<rerunError>` under a failing one. Skipped cases take none.
-pub fn junit_reruns(mut cases: Vec<TestCase>, suite: &SuiteReport) -> Vec<TestCase> {
-    if suite.retried.is_empty() {
-        return cases;
-    }
-    for case in &mut cases {
-        if matches!(case.status, TestCaseStatus::Skipped { .. }) {
-            continue;
-        }
-        case.status.add_reruns(suite.retried.iter().map(rerun));
-    }
-    cases
-}
-
-fn rerun(attempt: &RetriedAttempt) -> TestRerun {
-    let text = crate::report::junit::xml_text(&attempt.reason);
-    let mut rerun = TestRerun::new(NonSuccessKind::Error);
-    rerun
-        .set_type(RERUN_TYPE)
-        .set_message(crate::report::one_line(
-            &format!("attempt {}: {}", attempt.attempt, attempt.reason),
-            MAX_MESSAGE_CHARS,
-        ))
-        .set_description(text);
-    // No `time`/`timestamp`: the schema CI tools validate against has neither on reruns;
-    // run.json has both.
-    rerun
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn attempt(n: u32, reason: &str) -> RetriedAttempt {
-        RetriedAttempt {
-            attempt: n,
-            started_at: None,
-            duration: Duration::from_millis(300),
-            reason: reason.into(),
-        }
-    }
-
-    fn suite(outcome: Outcome, retried: Vec<RetriedAttempt>) -> SuiteReport {
-        let mut s = SuiteReport::not_run("s", "img", outcome, "why");
-        s.attempts = retried.len() as u32 + 1;
-        record(&mut s, retried);
-        s
-    }
-
-    fn xml(suite: &SuiteReport, status: TestCaseStatus) -> String {
-        let cases = junit_reruns(vec![TestCase::new("s", status)], suite);
-        let mut ts = quick_junit::TestSuite::new("s");
-        ts.add_test_cases(cases);
-        let mut report = quick_junit::Report::new("r");
-        report.add_test_suite(ts);
-        report.to_string().unwrap()
-    }
+    use crate::engine::EngineError;
 
     #[test]
-    fn a_pass_after_a_retry_is_flaky() {
-        let s = suite(
-            Outcome::Passed,
-            vec![attempt(1, "Docker container create failed")],
+    fn a_retried_attempt_keeps_its_cause_and_a_pass_after_it_is_flaky() {
+        let mut failed = SuiteReport::not_run("s", "img", Outcome::Error, None);
+        failed.attempts = 1;
+        failed.cause = Some(Cause::from(EngineError::api(
+            "container create",
+            "conflict",
+        )));
+        let retried = retried_attempt(failed);
+        assert!(retried.cause.retryable());
+        let mut passed = SuiteReport::not_run("s", "img", Outcome::Passed, None);
+        record(&mut passed, vec![retried]);
+        assert!(passed.flaky);
+        let json = serde_json::to_value(&passed).unwrap();
+        assert_eq!(
+            json["retried"][0]["reason"],
+            "Docker container create failed: conflict"
         );
-        assert!(s.flaky);
-        let xml = xml(&s, TestCaseStatus::success());
-        assert!(xml.contains("<flakyError"), "{xml}");
-        assert!(xml.contains(r#"type="infrastructure""#), "{xml}");
-        assert!(
-            xml.contains("attempt 1: Docker container create failed"),
-            "{xml}"
-        );
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["flaky"], true);
-        assert_eq!(json["retried"][0]["attempt"], 1);
-        assert_eq!(json["retried"][0]["duration"], 0.3);
-    }
-
-    #[test]
-    fn a_failure_after_retries_carries_reruns_and_is_not_flaky() {
-        let s = suite(
-            Outcome::Error,
-            vec![attempt(1, "refused"), attempt(2, "refused again")],
-        );
-        assert!(!s.flaky);
-        let xml = xml(&s, TestCaseStatus::non_success(NonSuccessKind::Error));
-        assert_eq!(xml.matches("<rerunError").count(), 2, "{xml}");
-        assert!(!xml.contains("flaky"), "{xml}");
-    }
-
-    #[test]
-    fn without_retries_nothing_changes() {
-        let s = suite(Outcome::Passed, Vec::new());
-        assert!(!s.flaky);
-        let json = serde_json::to_value(&s).unwrap();
-        assert!(json.get("flaky").is_none() && json.get("retried").is_none());
-        let xml = xml(&s, TestCaseStatus::success());
-        assert!(!xml.contains("flaky") && !xml.contains("rerun"), "{xml}");
+        assert_eq!(json["retried"][0]["cause"]["kind"], "engine");
+        assert_eq!(json["retried"][0]["cause"]["error"]["kind"], "api");
     }
 }

@@ -1,20 +1,19 @@
-//! One `phalanx run`: plan what to run, schedule it on the engine, and gather the run's
-//! report. Writing the report files is the caller's job, so nothing here decides where
-//! output goes.
+//! One `phalanx run`: plan what to run, schedule it on the engine, and record the run's
+//! report from its events. Writing the report files is the caller's job, so nothing here
+//! decides where output goes.
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use tokio::sync::mpsc;
-
+use crate::cause::Cause;
 use crate::config::Suite;
 use crate::engine::Engine;
-use crate::event::Event;
+use crate::event::{self, EventKind, EventSender, Hub, Subscriber};
 use crate::history::History;
 use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 use crate::plan;
 use crate::runner::RunContext;
-use crate::schedule::{self, ScheduleOptions, StopReason, StopSignal};
+use crate::schedule::{self, ScheduleOptions};
+use crate::stop::StopSignal;
 
 pub struct RunPlan {
     pub run_id: String,
@@ -43,90 +42,92 @@ pub fn new_run_id() -> String {
     format!("{:012x}", mixed & 0xffff_ffff_ffff)
 }
 
-/// Runs the plan to the end (or until `stop`), feeding `on_event` with every event in order,
-/// and removes everything the run created before returning.
+/// Runs the plan to the end (or until `stop`), handing every event in order to each of
+/// `subscribers`, and removes everything the run created before returning the report the
+/// events make.
 pub async fn execute<E: Engine>(
     engine: Arc<E>,
     plan: RunPlan,
     stop: StopSignal,
-    mut on_event: impl FnMut(&Event) + Send + 'static,
+    subscribers: Vec<Box<dyn Subscriber>>,
 ) -> RunReport {
-    let started_at = Utc::now();
-    let (events, mut inbox) = mpsc::unbounded_channel();
-    let _ = events.send(Event::RunStarted {
-        run_id: plan.run_id.clone(),
-        total: plan.suites.len(),
-        jobs: plan.options.jobs,
-    });
-    let subscriber = tokio::spawn(async move {
-        while let Some(event) = inbox.recv().await {
-            on_event(&event);
-        }
+    let (events, inbox) = event::channel();
+    events.send(run_started(&plan));
+    let mut hub = Hub::new(subscribers);
+    let follow = tokio::spawn(async move {
+        hub.follow(inbox).await;
+        hub
     });
     let watcher = announce_stop(stop.clone(), events.clone());
     let suppressions = Arc::clone(&plan.context.suppressions);
     let order = plan::longest_first(&plan.suites, &plan.history);
     let mut planned: Vec<Option<Suite>> = plan.suites.into_iter().map(Some).collect();
     let started: Vec<Suite> = order.iter().filter_map(|&i| planned[i].take()).collect();
-    let reports = schedule::run_all(
+    schedule::run_all(
         engine.clone(),
         started,
         Arc::new(plan.context),
         plan.options,
         stop.clone(),
-        events,
+        events.clone(),
     )
     .await;
-    let suites = in_plan_order(reports, &order);
     watcher.abort();
-    let _ = subscriber.await;
+    if watcher.await.is_err()
+        && let Some(reason) = stop.reason()
+    {
+        // The run stopped as it ended, before the watcher could say so.
+        events.send(EventKind::Stopping { reason });
+    }
     // Whatever a suite could not remove (an engine hiccup, a cancelled removal) goes now.
     let _ = engine.remove_labelled(Some(&plan.run_id)).await;
-    RunReport {
-        run_id: plan.run_id,
-        phalanx_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at,
-        finished_at: Utc::now(),
-        interrupted: match stop.reason() {
-            Some(StopReason::Interrupted { signal }) => Some(signal.to_string()),
-            _ => None,
-        },
-        suites,
-        invalid_suites: plan.invalid_suites,
-        partition: plan.partition,
-        suppressions,
+    drop(events);
+    let mut report = match follow.await {
+        Ok(hub) => hub.finish(),
+        // Only a panicking subscriber gets here; its panic is the bug to fix.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    report.suppressions = suppressions;
+    report
+}
+
+fn run_started(plan: &RunPlan) -> EventKind {
+    EventKind::RunStarted {
+        run_id: plan.run_id.clone(),
+        suites: plan.suites.iter().map(|s| s.name.clone()).collect(),
+        jobs: plan.options.jobs,
+        invalid_suites: plan.invalid_suites.clone(),
+        partition: plan.partition.clone(),
     }
 }
 
-/// Puts reports made in start `order` (indices into the plan) back in plan order.
-fn in_plan_order(reports: Vec<SuiteReport>, order: &[usize]) -> Vec<SuiteReport> {
-    let mut placed: Vec<Option<SuiteReport>> = vec![None; order.len()];
-    for (report, &index) in reports.into_iter().zip(order) {
-        placed[index] = Some(report);
+/// A run that cannot start any suite (no engine answers): every suite ends with `cause`,
+/// told to `subscribers` like any run.
+pub fn not_started(
+    plan: &RunPlan,
+    cause: &Cause,
+    subscribers: Vec<Box<dyn Subscriber>>,
+) -> RunReport {
+    let mut hub = Hub::new(subscribers);
+    hub.publish(run_started(plan));
+    for suite in &plan.suites {
+        let report = SuiteReport::not_run(
+            &suite.name,
+            &suite.image,
+            Outcome::Error,
+            Some(cause.clone()),
+        );
+        hub.publish(EventKind::SuiteFinished(Box::new(report)));
     }
-    placed.into_iter().flatten().collect()
+    hub.finish()
 }
 
 /// Tells the subscribers once when and why the run starts stopping early.
-fn announce_stop(
-    stop: StopSignal,
-    events: crate::event::EventSender,
-) -> tokio::task::JoinHandle<()> {
+fn announce_stop(stop: StopSignal, events: EventSender) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         stop.stopped().await;
-        let reason = match stop.reason() {
-            Some(StopReason::FailFast { after }) => format!("--fail-fast: `{after}` failed"),
-            Some(StopReason::Interrupted { signal }) => format!("interrupted by {signal}"),
-            None => "stopping".into(),
-        };
-        let _ = events.send(Event::Stopping { reason });
+        if let Some(reason) = stop.reason() {
+            events.send(EventKind::Stopping { reason });
+        }
     })
-}
-
-/// Reports for suites that cannot run at all (for example the engine is unreachable).
-pub fn all_errored(suites: &[Suite], reason: &str) -> Vec<SuiteReport> {
-    suites
-        .iter()
-        .map(|s| SuiteReport::not_run(&s.name, &s.image, Outcome::Error, reason))
-        .collect()
 }

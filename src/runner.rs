@@ -10,13 +10,15 @@ use tokio::time::Instant;
 
 use chrono::Utc;
 
+use crate::cause::Cause;
+use crate::collect::CollectError;
 use crate::collect::{self, CaptureLimits, ExtractLimits, OutputCapture};
 use crate::config::Suite;
 use crate::engine::{ContainerSpec, Engine, EngineError, ExitStatus, RUN_LABEL};
-use crate::event::{Event, EventSender};
+use crate::event::{EventKind, EventSender};
 use crate::findings::verdict::{self, Evidence};
 use crate::outcome::{Outcome, SuiteReport};
-use crate::schedule::{StopReason, StopSignal};
+use crate::stop::{Signal, StopReason, StopSignal};
 
 /// Label naming the suite a container belongs to.
 pub const SUITE_LABEL: &str = "phalanx.suite";
@@ -64,34 +66,27 @@ pub async fn run_suite<E: Engine>(
     let mut attempt = 1;
     let mut retried = Vec::new();
     loop {
-        let _ = events.send(Event::SuiteStarted {
+        events.send(EventKind::SuiteStarted {
             name: suite.name.clone(),
             attempt,
         });
-        let Attempt {
-            mut report,
-            retryable,
-        } = run_attempt(engine, suite, ctx, stop, attempt).await;
+        let mut report = run_attempt(engine, suite, ctx, stop, attempt).await;
         crate::secrets::scrub_report(&mut report, suite);
         report.attempts = attempt;
+        let retryable = report.cause.as_ref().is_some_and(Cause::retryable);
         if !(retryable && attempt <= suite.retries && !stop.is_stopped()) {
             crate::retries::record(&mut report, retried);
             return report;
         }
-        retried.push(crate::retries::retried_attempt(&report));
-        let _ = events.send(Event::SuiteRetrying {
+        let again = crate::retries::retried_attempt(report);
+        events.send(EventKind::SuiteRetrying {
             name: suite.name.clone(),
             attempt,
-            reason: report.reason.unwrap_or_default(),
+            cause: again.cause.clone(),
         });
+        retried.push(again);
         attempt += 1;
     }
-}
-
-struct Attempt {
-    report: SuiteReport,
-    /// The attempt ended in an infrastructure error, which a retry may cure.
-    retryable: bool,
 }
 
 /// How the container's run ended, before results are looked at.
@@ -107,8 +102,8 @@ async fn run_attempt<E: Engine>(
     ctx: &RunContext,
     stop: &StopSignal,
     attempt: u32,
-) -> Attempt {
-    let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, "");
+) -> SuiteReport {
+    let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, None);
     report.started_at = Some(Utc::now());
     let clock = Instant::now();
 
@@ -132,11 +127,11 @@ async fn run_attempt<E: Engine>(
         Err(e) => return engine_failure(report, clock, e),
     };
     report.container_id = Some(id.clone());
-    let attempt = run_container(engine, suite, ctx, stop, &id, report, clock).await;
+    let report = run_container(engine, suite, ctx, stop, &id, report, clock).await;
     // Removal also cleans up after an error; what it fails to remove, the run's final
     // sweep by label removes.
     let _ = engine.remove(&id).await;
-    attempt
+    report
 }
 
 async fn run_container<E: Engine>(
@@ -147,16 +142,16 @@ async fn run_container<E: Engine>(
     id: &str,
     mut report: SuiteReport,
     clock: Instant,
-) -> Attempt {
+) -> SuiteReport {
     let log_path = ctx.log_path(&suite.name);
     let capture = match OutputCapture::create(&log_path, CaptureLimits::default()).await {
         Ok(capture) => capture,
         Err(e) => {
-            return local_failure(
-                report,
-                clock,
-                format!("cannot write the log {}: {e}", log_path.display()),
-            );
+            let cause = Cause::LogUnwritable {
+                path: log_path,
+                message: e.to_string(),
+            };
+            return local_failure(report, clock, cause);
         }
     };
     report.log_path = Some(log_path);
@@ -185,41 +180,33 @@ async fn run_container<E: Engine>(
     match ending {
         Some(Ending::TimedOut) => {
             report.outcome = Outcome::TimedOut;
-            report.reason = Some(format!(
-                "timed out after {} and was stopped",
-                humantime::format_duration(suite.timeout)
-            ));
+            report.cause = Some(Cause::TimedOut {
+                limit: suite.timeout,
+            });
         }
         Some(Ending::Stopped(reason)) => stopped_outcome(&mut report, &reason),
         _ => {
             let Some(status) = status else {
-                return local_failure(
-                    report,
-                    clock,
-                    "the container's exit status could not be read".into(),
-                );
+                return local_failure(report, clock, Cause::ExitStatusUnknown);
             };
             judge(&mut report, suite, status, found, ctx).await;
         }
     }
-    Attempt {
-        report,
-        retryable: false,
-    }
+    report
 }
 
 async fn judge(
     report: &mut SuiteReport,
     suite: &Suite,
     status: ExitStatus,
-    found: Result<bool, String>,
+    found: Result<bool, Cause>,
     ctx: &RunContext,
 ) {
     let result_path_found = match found {
         Ok(found) => found,
         Err(problem) => {
             report.outcome = Outcome::Error;
-            report.reason = Some(problem);
+            report.cause = Some(problem);
             return;
         }
     };
@@ -248,7 +235,7 @@ async fn wait_or_stop<E: Engine>(
             Ok(Ending::TimedOut)
         }
         () = stop.stopped() => {
-            let reason = stop.reason().unwrap_or(StopReason::Interrupted { signal: "signal" });
+            let reason = stop_reason(stop);
             let grace = match reason {
                 StopReason::Interrupted { .. } => INTERRUPT_GRACE,
                 StopReason::FailFast { .. } => TIMEOUT_GRACE,
@@ -266,20 +253,22 @@ async fn collect_results<E: Engine>(
     ctx: &RunContext,
     id: &str,
     report: &mut SuiteReport,
-) -> Result<bool, String> {
+) -> Result<bool, Cause> {
     let dest = ctx.results_dir(&suite.name);
     let _ = tokio::fs::remove_dir_all(&dest).await;
     let tar = match engine.download(id, &suite.results.path).await {
         Ok(Some(tar)) => tar,
         Ok(None) => return Ok(false),
-        Err(e) => return Err(format!("could not copy the results out: {e}")),
+        Err(error) => return Err(Cause::ResultNotCopied { error }),
     };
     tokio::fs::create_dir_all(&dest)
         .await
-        .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+        .map_err(|e| Cause::ResultNotExtracted {
+            message: format!("cannot create {}: {e}", dest.display()),
+        })?;
     let extracted = collect::extract_results(tar, &dest, ExtractLimits::default())
         .await
-        .map_err(|e| format!("could not extract the results: {e}"))?;
+        .map_err(extraction_cause)?;
     report.results_dir = Some(dest);
     report.result_files = extracted.files;
     report.result_warnings = extracted.warnings;
@@ -321,49 +310,46 @@ fn finish(report: &mut SuiteReport, clock: Instant) {
     report.duration = clock.elapsed();
 }
 
+/// Limits hit while extracting are a cause of their own: the results exist but are too big.
+fn extraction_cause(error: CollectError) -> Cause {
+    let message = error.to_string();
+    match error {
+        CollectError::ArchiveTooLarge { .. }
+        | CollectError::TooLarge { .. }
+        | CollectError::TooManyEntries { .. } => Cause::ResultTooLarge { message },
+        _ => Cause::ResultNotExtracted { message },
+    }
+}
+
+/// Why the run stopped; a stop without a reason can only have come from a signal.
+fn stop_reason(stop: &StopSignal) -> StopReason {
+    stop.reason().unwrap_or(StopReason::Interrupted {
+        signal: Signal::Interrupt,
+    })
+}
+
 fn stopped_outcome(report: &mut SuiteReport, reason: &StopReason) {
-    let (outcome, why) = match reason {
-        StopReason::FailFast { after } => (
-            Outcome::Skipped,
-            format!("stopped by --fail-fast after `{after}` failed"),
-        ),
-        StopReason::Interrupted { signal } => (
-            Outcome::Cancelled,
-            format!("cancelled: the run was interrupted by {signal}"),
-        ),
+    report.outcome = match reason {
+        StopReason::FailFast { .. } => Outcome::Skipped,
+        StopReason::Interrupted { .. } => Outcome::Cancelled,
     };
-    report.outcome = outcome;
-    report.reason = Some(why);
+    report.cause = Some(Cause::Stopped {
+        reason: reason.clone(),
+    });
 }
 
-fn stopped_before_start(mut report: SuiteReport, stop: &StopSignal) -> Attempt {
-    let reason = stop
-        .reason()
-        .unwrap_or(StopReason::Interrupted { signal: "signal" });
-    stopped_outcome(&mut report, &reason);
-    Attempt {
-        report,
-        retryable: false,
-    }
+fn stopped_before_start(mut report: SuiteReport, stop: &StopSignal) -> SuiteReport {
+    stopped_outcome(&mut report, &stop_reason(stop));
+    report
 }
 
-fn engine_failure(mut report: SuiteReport, clock: Instant, error: EngineError) -> Attempt {
-    let retryable = matches!(
-        error,
-        EngineError::Api { .. } | EngineError::Unreachable { .. }
-    );
+fn engine_failure(report: SuiteReport, clock: Instant, error: EngineError) -> SuiteReport {
+    local_failure(report, clock, Cause::from(error))
+}
+
+fn local_failure(mut report: SuiteReport, clock: Instant, cause: Cause) -> SuiteReport {
     finish(&mut report, clock);
     report.outcome = Outcome::Error;
-    report.reason = Some(error.to_string());
-    Attempt { report, retryable }
-}
-
-fn local_failure(mut report: SuiteReport, clock: Instant, reason: String) -> Attempt {
-    finish(&mut report, clock);
-    report.outcome = Outcome::Error;
-    report.reason = Some(reason);
-    Attempt {
-        report,
-        retryable: false,
-    }
+    report.cause = Some(cause);
+    report
 }

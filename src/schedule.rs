@@ -4,53 +4,18 @@
 //! starting one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
+use crate::cause::Cause;
 use crate::config::Suite;
 use crate::engine::Engine;
-use crate::event::{Event, EventSender};
+use crate::event::{EventKind, EventSender};
 use crate::outcome::{Outcome, SuiteReport};
 use crate::runner::{self, RunContext};
-
-/// Why a run stops before every suite has run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
-    /// `--fail-fast`, after the named suite failed.
-    FailFast { after: String },
-    /// SIGINT or SIGTERM.
-    Interrupted { signal: &'static str },
-}
-
-/// Tells every running suite to stop, and remembers the first reason given.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal {
-    token: CancellationToken,
-    reason: Arc<Mutex<Option<StopReason>>>,
-}
-
-impl StopSignal {
-    /// Stops the run. Only the first reason counts.
-    pub fn stop(&self, reason: StopReason) {
-        self.reason.lock().unwrap().get_or_insert(reason);
-        self.token.cancel();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    pub fn reason(&self) -> Option<StopReason> {
-        self.reason.lock().unwrap().clone()
-    }
-
-    pub async fn stopped(&self) {
-        self.token.cancelled().await
-    }
-}
+use crate::stop::{StopReason, StopSignal};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleOptions {
@@ -59,7 +24,8 @@ pub struct ScheduleOptions {
     pub fail_fast: bool,
 }
 
-/// Runs `suites` and returns one report per suite, in the same order.
+/// Runs `suites`; every suite's report goes out as one [`EventKind::SuiteFinished`],
+/// whether it ran or not.
 pub async fn run_all<E: Engine>(
     engine: Arc<E>,
     suites: Vec<Suite>,
@@ -67,10 +33,9 @@ pub async fn run_all<E: Engine>(
     options: ScheduleOptions,
     stop: StopSignal,
     events: EventSender,
-) -> Vec<SuiteReport> {
+) {
     let jobs = options.jobs.max(1);
     let mut scheduler = Scheduler {
-        reports: vec![None; suites.len()],
         names: suites
             .iter()
             .map(|s| (s.name.clone(), s.image.clone()))
@@ -171,7 +136,6 @@ impl Lookahead {
 }
 
 struct Scheduler {
-    reports: Vec<Option<SuiteReport>>,
     /// Name and image of each planned suite, for suites that never start.
     names: Vec<(String, String)>,
     running: JoinSet<(SuiteReport, OwnedSemaphorePermit)>,
@@ -189,17 +153,13 @@ impl Scheduler {
             tokio::task::JoinError,
         >,
     ) {
-        let (index, report, permit) = match joined {
-            Ok((id, (report, permit))) => (self.task_index[&id], report, Some(permit)),
+        let (report, permit) = match joined {
+            Ok((_, (report, permit))) => (report, Some(permit)),
             Err(e) => {
-                let index = self.task_index[&e.id()];
-                let (name, image) = &self.names[index];
-                let reason = format!("internal error while running the suite: {e}");
-                (
-                    index,
-                    SuiteReport::not_run(name, image, Outcome::Error, reason),
-                    None,
-                )
+                let (name, image) = &self.names[self.task_index[&e.id()]];
+                let cause = Cause::internal(format!("internal error while running the suite: {e}"));
+                let report = SuiteReport::not_run(name, image, Outcome::Error, Some(cause));
+                (report, None)
             }
         };
         if self.options.fail_fast && report.outcome.is_failure() {
@@ -207,35 +167,26 @@ impl Scheduler {
                 after: report.name.clone(),
             });
         }
-        let _ = self
-            .events
-            .send(Event::SuiteFinished(Box::new(report.clone())));
-        self.reports[index] = Some(report);
+        self.events.send(EventKind::SuiteFinished(Box::new(report)));
         drop(permit);
     }
 
     /// Reports the suites that never got a slot as skipped (fail-fast) or cancelled.
-    fn finish_unstarted(mut self, unstarted: impl Iterator<Item = usize>) -> Vec<SuiteReport> {
-        let (outcome, reason) = match self.stop.reason() {
-            Some(StopReason::FailFast { after }) => (
-                Outcome::Skipped,
-                format!("not started: --fail-fast stopped the run after `{after}` failed"),
-            ),
-            Some(StopReason::Interrupted { signal }) => (
-                Outcome::Cancelled,
-                format!("not started: the run was interrupted by {signal}"),
-            ),
-            None => (Outcome::Error, "not started".to_string()),
+    fn finish_unstarted(self, unstarted: impl Iterator<Item = usize>) {
+        let (outcome, cause) = match self.stop.reason() {
+            Some(reason @ StopReason::FailFast { .. }) => {
+                (Outcome::Skipped, Cause::NotStarted { reason })
+            }
+            Some(reason @ StopReason::Interrupted { .. }) => {
+                (Outcome::Cancelled, Cause::NotStarted { reason })
+            }
+            None => (Outcome::Error, Cause::internal("not started")),
         };
         for index in unstarted {
             let (name, image) = &self.names[index];
-            let report = SuiteReport::not_run(name, image, outcome, reason.clone());
-            let _ = self
-                .events
-                .send(Event::SuiteFinished(Box::new(report.clone())));
-            self.reports[index] = Some(report);
+            let report = SuiteReport::not_run(name, image, outcome, Some(cause.clone()));
+            self.events.send(EventKind::SuiteFinished(Box::new(report)));
         }
-        self.reports.into_iter().flatten().collect()
     }
 }
 
@@ -267,9 +218,23 @@ mod tests {
             reports_dir,
             suppressions: Default::default(),
         };
-        let (events, _inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (events, inbox) = crate::event::channel();
+        events.send(crate::event::EventKind::RunStarted {
+            run_id: "test".into(),
+            suites: suites.iter().map(|s| s.name.clone()).collect(),
+            jobs,
+            invalid_suites: Vec::new(),
+            partition: None,
+        });
         let options = ScheduleOptions { jobs, fail_fast };
-        run_all(engine, suites, Arc::new(ctx), options, stop, events).await
+        let mut hub = crate::event::Hub::new(Vec::new());
+        let schedule = run_all(engine, suites, Arc::new(ctx), options, stop, events);
+        tokio::join!(schedule, hub.follow(inbox));
+        hub.finish().suites
+    }
+
+    fn reason(report: &SuiteReport) -> String {
+        report.cause.as_ref().unwrap().to_string()
     }
 
     fn outcomes(reports: &[SuiteReport]) -> Vec<(&str, Outcome)> {
@@ -351,14 +316,12 @@ mod tests {
                 ("slow", Outcome::TimedOut),
             ]
         );
-        assert!(
-            reports[1]
-                .reason
-                .as_deref()
-                .unwrap()
-                .contains("exit code 3")
-        );
-        assert!(reports[3].reason.as_deref().unwrap().contains("`missing`"));
+        assert!(reason(&reports[1]).contains("exit code 3"));
+        assert!(matches!(
+            reports[3].cause,
+            Some(Cause::ImageMissing { ref image }) if image == "missing"
+        ));
+        assert!(reason(&reports[3]).contains("`missing`"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -373,13 +336,11 @@ mod tests {
         )
         .await;
         assert_eq!(reports[0].outcome, Outcome::Error);
-        assert!(
-            reports[0]
-                .reason
-                .as_deref()
-                .unwrap()
-                .contains("out of memory")
-        );
+        assert!(matches!(
+            reports[0].cause,
+            Some(Cause::OutOfMemory { exit_code: 137, .. })
+        ));
+        assert!(reason(&reports[0]).contains("out of memory"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -430,7 +391,9 @@ mod tests {
         let stopper = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            stopper.stop(StopReason::Interrupted { signal: "SIGINT" });
+            stopper.stop(StopReason::Interrupted {
+                signal: crate::stop::Signal::Interrupt,
+            });
         });
         let reports = run(engine.clone(), suites, 2, false, stop).await;
         assert_eq!(

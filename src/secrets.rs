@@ -251,8 +251,10 @@ pub fn scrub_report(report: &mut SuiteReport, suite: &Suite) {
     if redactor.is_empty() {
         return;
     }
-    if let Some(reason) = &mut report.reason {
-        redactor.redact_string(reason);
+    if let Some(cause) = &mut report.cause {
+        cause.visit_text(&mut |text| {
+            redactor.redact_string(text);
+        });
     }
     redactor.redact_string(&mut report.output.stdout);
     redactor.redact_string(&mut report.output.stderr);
@@ -266,7 +268,9 @@ pub fn scrub_report(report: &mut SuiteReport, suite: &Suite) {
         }
     }
     for retried in &mut report.retried {
-        redactor.redact_string(&mut retried.reason);
+        retried.cause.visit_text(&mut |text| {
+            redactor.redact_string(text);
+        });
     }
 }
 
@@ -495,15 +499,24 @@ mod tests {
         let mut suite = crate::config::tests_support::suite("s");
         suite.env.insert("TOKEN".into(), "tok-REPORT-77".into());
         suite.secret_env.insert("TOKEN".into());
-        let mut report = SuiteReport::not_run("s", "img", crate::outcome::Outcome::Error, "");
-        report.reason = Some("bad token tok-REPORT-77".into());
+        let bad = |message: &str| crate::cause::Cause::ResultInvalid {
+            message: message.into(),
+        };
+        let mut report = SuiteReport::not_run("s", "img", crate::outcome::Outcome::Error, None);
+        report.cause = Some(bad("bad token tok-REPORT-77"));
+        report.retried = vec![crate::outcome::RetriedAttempt {
+            attempt: 1,
+            started_at: None,
+            duration: std::time::Duration::ZERO,
+            cause: bad("tok-REPORT-77 refused"),
+        }];
         report.output.stdout = "tok-REPORT-77".into();
         report.result_files = vec!["dir/tok-REPORT-77.txt".into()];
         report.result_warnings = vec!["skipped tok-REPORT-77".into()];
         scrub_report(&mut report, &suite);
         let json = serde_json::to_string(&report).unwrap();
         assert!(!json.contains("tok-REPORT-77"), "{json}");
-        assert_eq!(report.reason.as_deref(), Some("bad token [REDACTED]"));
+        assert_eq!(report.cause, Some(bad("bad token [REDACTED]")));
         assert_eq!(report.output.stdout, "[REDACTED]");
     }
 

@@ -51,7 +51,7 @@ fn a_50_mb_log_is_judged_and_merged_whole_with_bounded_memory() {
     let peak = peak_rss();
 
     let report = &run.suites[0];
-    assert_eq!(report.outcome, Outcome::Failed, "{:?}", report.reason);
+    assert_eq!(report.outcome, Outcome::Failed, "{:?}", report.cause);
     let f = report.findings.as_ref().unwrap();
     assert_eq!(f.total, big.results);
     assert_eq!(f.blocking, big.blocking);

@@ -7,7 +7,9 @@ mod junit_schema;
 
 use std::path::Path;
 
-use findings_common::{assert_valid_sarif, fixtures, judged, run_of, sarif_validator, suite};
+use findings_common::{
+    assert_valid_sarif, fixtures, judged, reason, run_of, sarif_validator, suite,
+};
 use phalanx::config::ResultFormat;
 use phalanx::findings::Severity;
 use phalanx::outcome::{Outcome, RunReport, SuiteReport};
@@ -40,14 +42,18 @@ fn read_json(path: &Path) -> Value {
 fn findings_at_or_above_fail_on_fail_the_suite_and_below_do_not() {
     let high = sarif_suite("bandit", &["bandit.sarif"], Severity::High);
     assert_eq!(high.outcome, Outcome::Failed);
-    let reason = high.reason.as_deref().unwrap();
+    let why = reason(&high).unwrap();
     assert_eq!(
-        reason,
+        why,
         "1 finding at or above high; worst: B602 (high) at app/run.py:17"
     );
+    let cause = serde_json::to_value(&high.cause).unwrap();
+    assert_eq!(cause["kind"], "findings");
+    assert_eq!(cause["fail_on"], "high");
+    assert_eq!(cause["worst"]["rule"], "B602");
     let critical = sarif_suite("bandit", &["bandit.sarif"], Severity::Critical);
     assert_eq!(critical.outcome, Outcome::Passed);
-    assert_eq!(critical.reason, None);
+    assert_eq!(critical.cause, None);
     // Findings below the threshold are still reported.
     let counts = critical.findings.as_ref().unwrap();
     assert_eq!((counts.counts.high, counts.counts.low), (1, 1));
@@ -58,7 +64,7 @@ fn findings_at_or_above_fail_on_fail_the_suite_and_below_do_not() {
 fn the_reason_names_the_worst_blocking_finding() {
     let trivy = sarif_suite("trivy", &["trivy.sarif"], Severity::High);
     assert_eq!(
-        trivy.reason.as_deref(),
+        reason(&trivy).as_deref(),
         Some("2 findings at or above high; worst: CVE-2021-44228 (critical) at java/pom.xml:12")
     );
 }
@@ -81,20 +87,19 @@ fn unreadable_or_missing_results_are_errors() {
     let truncated = sarif_suite("bad", &["invalid/truncated.sarif"], Severity::High);
     assert_eq!(truncated.outcome, Outcome::Error);
     assert!(
-        truncated
-            .reason
+        reason(&truncated)
             .as_deref()
             .unwrap()
             .contains("EOF while parsing"),
         "{:?}",
-        truncated.reason
+        truncated.cause
     );
     assert!(truncated.results.is_none() && truncated.findings.is_none());
 
     let nothing = sarif_suite("none", &[], Severity::High);
     assert_eq!(nothing.outcome, Outcome::Error);
     assert_eq!(
-        nothing.reason.as_deref(),
+        reason(&nothing).as_deref(),
         Some("the tool exited 0 but left no result file at /results")
     );
 
@@ -126,7 +131,7 @@ fn a_directory_is_read_by_extension_and_other_files_are_ignored() {
             "bandit.sarif",
         ],
     );
-    assert_eq!(report.outcome, Outcome::Failed, "{:?}", report.reason);
+    assert_eq!(report.outcome, Outcome::Failed, "{:?}", report.cause);
     let f = report.findings.as_ref().unwrap();
     assert_eq!(f.total, 2 + 4 + 2);
     let tools: Vec<_> = f.tools.iter().map(|t| t.name.as_str()).collect();
@@ -134,7 +139,7 @@ fn a_directory_is_read_by_extension_and_other_files_are_ignored() {
 
     let only_logs = judged(&s, dir.path(), &["scan.log"]);
     assert_eq!(only_logs.outcome, Outcome::Error);
-    let why = only_logs.reason.unwrap();
+    let why = reason(&only_logs).unwrap();
     assert!(
         why.contains("holds no *.sarif or *.json file (found: scan.log)"),
         "{why}"
@@ -146,7 +151,7 @@ fn junit_suites_fail_on_failed_or_errored_cases() {
     let failing = junit_suite("pytest", &["pytest.xml"]);
     assert_eq!(failing.outcome, Outcome::Failed);
     assert_eq!(
-        failing.reason.as_deref(),
+        reason(&failing).as_deref(),
         Some(
             "2 of 4 test cases failed (1 failed, 1 errored), first: tests.test_auth.test_session_cookie_is_secure"
         )

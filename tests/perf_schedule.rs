@@ -11,7 +11,8 @@ use phalanx::history::{self, History};
 use phalanx::outcome::{Outcome, RunReport};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
-use phalanx::schedule::{ScheduleOptions, StopSignal};
+use phalanx::schedule::ScheduleOptions;
+use phalanx::stop::StopSignal;
 
 /// The benchmark's mixed workload: 16 suites of 1–12 s whose names sort shortest first,
 /// the worst order for first-come-first-served.
@@ -58,7 +59,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
         history,
         partition: None,
     };
-    let report = run::execute(engine.clone(), plan, StopSignal::default(), |_| {}).await;
+    let report = run::execute(engine.clone(), plan, StopSignal::default(), Vec::new()).await;
     assert_eq!(history::record_run(&history_path, &report.suites), None);
     let intervals = engine.intervals();
     let start = intervals.iter().map(|i| i.start).min().unwrap();

@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use phalanx::cause::Cause;
 use phalanx::outcome::{CapturedOutput, Outcome, RunReport, SuiteReport};
 use phalanx::report::{json::run_json, junit_xml, summary_table};
+use phalanx::stop::StopReason;
 
 fn at(secs: i64) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs)
 }
 
-fn ran(name: &str, outcome: Outcome, reason: Option<&str>, exit: i64, secs: u64) -> SuiteReport {
-    let mut s = SuiteReport::not_run(name, &format!("phalanx/{name}:1"), outcome, "");
-    s.reason = reason.map(str::to_string);
+fn ran(name: &str, outcome: Outcome, cause: Option<Cause>, exit: i64, secs: u64) -> SuiteReport {
+    let mut s = SuiteReport::not_run(name, &format!("phalanx/{name}:1"), outcome, None);
+    s.cause = cause;
     s.exit_code = Some(exit);
     s.container_id = Some(format!("{name}-container"));
     s.attempts = 1;
@@ -37,7 +39,10 @@ fn fixed_run() -> RunReport {
     let mut failed = ran(
         "semgrep",
         Outcome::Failed,
-        Some("exit code 2 is not in ok_exit_codes [0, 1]"),
+        Some(Cause::ExitCode {
+            code: 2,
+            expected: vec![0, 1],
+        }),
         2,
         12,
     );
@@ -49,7 +54,10 @@ fn fixed_run() -> RunReport {
     let mut errored = ran(
         "trivy",
         Outcome::Error,
-        Some("result file /results/trivy.sarif is missing"),
+        Some(Cause::ResultMissing {
+            exit_code: 0,
+            path: "/results/trivy.sarif".into(),
+        }),
         0,
         3,
     );
@@ -58,7 +66,11 @@ fn fixed_run() -> RunReport {
         "zap",
         "phalanx/zap:1",
         Outcome::Skipped,
-        "fail-fast: semgrep failed",
+        Some(Cause::NotStarted {
+            reason: StopReason::FailFast {
+                after: "semgrep".into(),
+            },
+        }),
     );
     RunReport {
         run_id: "20260501-120000-abcd".into(),

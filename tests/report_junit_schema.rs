@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use phalanx::cause::Cause;
 use phalanx::outcome::{CapturedOutput, Outcome, RunReport, SuiteReport};
 use phalanx::report::write_junit;
 
@@ -32,7 +33,12 @@ fn nasty_output() -> CapturedOutput {
 
 fn suite(name: &str, outcome: Outcome, reason: &str) -> SuiteReport {
     let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
-    let mut s = SuiteReport::not_run(name, "phalanx/scanner:1", outcome, reason);
+    let mut s = SuiteReport::not_run(
+        name,
+        "phalanx/scanner:1",
+        outcome,
+        Some(Cause::internal(reason)),
+    );
     s.image_digest = Some("phalanx/scanner@sha256:0123".into());
     s.exit_code = Some(2);
     s.container_id = Some("c0ffee".into());

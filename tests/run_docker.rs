@@ -384,3 +384,184 @@ async fn clean_removes_what_a_killed_run_left() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("removed 1 container"));
     assert_nothing_left(&run_id).await;
 }
+
+/// Reads `phalanx run --events -` line by line while the run goes on: each line parsed as
+/// JSON (stdout carries nothing else), handed over as it arrives.
+fn follow_events(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("stdout is text");
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn a_reader_follows_the_event_stream_while_the_run_goes_on() {
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    let (quick, blocker) = (unique("quick"), unique("blocker"));
+    ws.suite(&quick, &probe_suite(&image, &["print", "done"], ""));
+    // Runs until this test kills it, which it does only once it has read that `quick`
+    // finished: the run cannot end before the reader has seen that.
+    ws.suite(&blocker, &probe_suite(&image, &["sleep", "600"], ""));
+
+    let mut child = ws
+        .phalanx([
+            "run",
+            "--progress",
+            "plain",
+            "--target",
+            "target",
+            "-j",
+            "2",
+            "--events",
+            "-",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let human = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let events = follow_events(child.stdout.take().unwrap());
+    // Only a guard against a hung run; nothing is asserted about time.
+    let next = || {
+        events
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the next event")
+    };
+    let is = |e: &Value, kind: &str, suite: &str| e["event"] == kind && e["suite"] == suite;
+
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| is(e, "suite-finished", &quick))
+        || !seen.iter().any(|e| is(e, "suite-started", &blocker))
+    {
+        seen.push(next());
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|e| is(e, "suite-finished", &blocker) || e["event"] == "run-finished"),
+        "{seen:?}"
+    );
+    let quick_done = seen
+        .iter()
+        .find(|e| is(e, "suite-finished", &quick))
+        .unwrap();
+    assert_eq!(quick_done["outcome"], "passed", "{quick_done}");
+    assert_eq!(quick_done["cause"], Value::Null);
+    assert!(
+        quick_done.get("output").is_none(),
+        "no captured output in events"
+    );
+
+    let id = wait_until_running(&blocker).await;
+    support::docker()
+        .await
+        .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .unwrap();
+    // The rest, up to the end of the stream (the process closing stdout).
+    while let Ok(event) = events.recv_timeout(std::time::Duration::from_secs(300)) {
+        seen.push(event);
+    }
+    let output = child.wait_with_output().unwrap();
+    let human = human.join().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{human}");
+    assert!(human.contains(&format!("FAIL     {blocker}")), "{human}");
+
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seen.len() as u64).collect::<Vec<_>>());
+    for event in &seen {
+        assert_eq!(event["schema"], 1, "{event}");
+        let at = event["at"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{event}");
+    }
+    assert_eq!(seen[0]["event"], "run-started");
+    let blocked = seen
+        .iter()
+        .find(|e| is(e, "suite-finished", &blocker))
+        .unwrap();
+    assert_eq!(blocked["outcome"], "failed", "{blocked}");
+    assert_eq!(blocked["cause"]["kind"], "exit-code", "{blocked}");
+    assert_eq!(blocked["cause"]["code"], 137, "{blocked}");
+    let last = seen.last().unwrap();
+    assert_eq!(last["event"], "run-finished", "{last}");
+    assert_eq!(last["exit_code"], 1);
+    assert_eq!(last["counts"]["total"], 2);
+
+    let run = runs::finished_in(&ws.reports_dir(), output);
+    assert_nothing_left(run.run_id()).await;
+    assert_eq!(run.json["run_id"], seen[0]["run_id"]);
+    assert_eq!(run.suite(&blocker)["cause"]["kind"], "exit-code");
+}
+
+#[tokio::test]
+async fn without_an_engine_the_event_log_still_tells_the_whole_run() {
+    let ws = Workspace::new();
+    let name = unique("any");
+    ws.suite(&name, "image = \"whatever:1\"\n");
+    let events = ws.root().join("events.jsonl");
+    let output = ws
+        .phalanx([
+            "run",
+            "--progress",
+            "none",
+            "--target",
+            "target",
+            "--events",
+        ])
+        .arg(&events)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let lines: Vec<Value> = read(&events)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["run-started", "suite-finished", "run-finished"]);
+    assert_eq!(lines[1]["suite"], name.as_str());
+    assert_eq!(lines[1]["cause"]["kind"], "no-engine");
+    assert_eq!(lines[2]["exit_code"], 3);
+}
+
+#[tokio::test]
+async fn an_event_log_that_cannot_be_written_costs_only_the_log() {
+    let ws = Workspace::new();
+    ws.suite(&unique("any"), "image = \"whatever:1\"\n");
+    let output = ws
+        .phalanx([
+            "run",
+            "--progress",
+            "none",
+            "--target",
+            "target",
+            "--events",
+        ])
+        .arg(ws.root().join("no/such/dir/events.jsonl"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the run's own exit code: {stderr}"
+    );
+    assert!(stderr.contains("cannot create the event log"), "{stderr}");
+    assert!(ws.reports_dir().join("run.json").is_file(), "{stderr}");
+}

@@ -126,10 +126,6 @@ impl DockerEngine {
         })
     }
 
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
         match timed("image-inspect", image, self.docker.inspect_image(image)).await {
             Ok(inspect) => Ok(Some(ImageInfo {
@@ -613,6 +609,23 @@ impl Engine for DockerEngine {
         let volume = self.volumes.lock().unwrap().remove(id);
         self.remove_in_background(id.to_string(), volume);
         Ok(())
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        Ok(self.inspect_image(image).await?.is_some())
+    }
+
+    async fn build_image(
+        &self,
+        context: &Path,
+        image: &str,
+        log: &Path,
+    ) -> Result<(), EngineError> {
+        super::base::build_image(&self.docker, context, image, log).await
+    }
+
+    async fn remove_orphans(&self) -> Result<usize, EngineError> {
+        super::orphans::remove_orphans(&self.docker).await
     }
 
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {

@@ -1,17 +1,13 @@
 //! A run whose Docker engine went away: the suites it was running ended with engine
-//! errors (each attempt's reason is whatever call broke first: a wait cut short, a refused
-//! connection). Once the run is over, if the engine no longer answers, those reasons are
-//! prefixed with what really happened and the user gets one sentence saying so.
+//! errors (each attempt's cause is whatever call broke first: a wait cut short, a refused
+//! connection). Once the run is over, if the engine no longer answers, those causes are
+//! wrapped in what really happened and the user gets one sentence saying so.
 
 use super::docker::{DockerEngine, engine_location};
+use crate::cause::Cause;
 use crate::outcome::{Outcome, RunReport};
 
-/// How [`super::EngineError`] spells an engine that answered with an error, and one that
-/// could not be reached; pinned by a test below.
-const API_ERROR_PREFIX: &str = "Docker ";
-const UNREACHABLE_PREFIX: &str = "cannot reach the Docker engine";
-
-/// After a run with errors: if the engine no longer answers, says so in the reason of every
+/// After a run with errors: if the engine no longer answers, says so in the cause of every
 /// suite that ended in an engine error, and returns one sentence for the user.
 pub async fn after_run(report: &mut RunReport) -> Option<String> {
     if report.count(Outcome::Error) == 0 || DockerEngine::connect().await.is_ok() {
@@ -20,26 +16,27 @@ pub async fn after_run(report: &mut RunReport) -> Option<String> {
     Some(mark_lost(report, &engine_location()))
 }
 
-/// Prefixes the reasons of suites that ended in an engine error with the lost connection;
+/// Wraps the causes of suites that ended in an engine error in [`Cause::LostEngine`];
 /// returns the sentence for the user.
 pub fn mark_lost(report: &mut RunReport, location: &str) -> String {
-    let lost = format!("lost the connection to the Docker engine at {location}");
     let mut affected = 0;
     for suite in &mut report.suites {
-        let Some(reason) = &suite.reason else {
+        let engine_error = suite.cause.as_ref().is_some_and(Cause::is_engine_error);
+        if suite.outcome != Outcome::Error || !engine_error {
             continue;
-        };
-        let engine_error =
-            reason.starts_with(API_ERROR_PREFIX) || reason.starts_with(UNREACHABLE_PREFIX);
-        if suite.outcome == Outcome::Error && engine_error {
-            suite.reason = Some(format!("{lost}: {reason}"));
+        }
+        if let Some(during) = suite.cause.take() {
+            suite.cause = Some(Cause::LostEngine {
+                location: location.to_string(),
+                during: Box::new(during),
+            });
             affected += 1;
         }
     }
     format!(
-        "{lost} during the run; {affected} suite(s) ended as errors because of it. Containers \
-         it was running may still exist: the next `phalanx run` or `phalanx clean` removes \
-         them once the engine answers again"
+        "lost the connection to the Docker engine at {location} during the run; {affected} \
+         suite(s) ended as errors because of it. Containers it was running may still exist: \
+         the next `phalanx run` or `phalanx clean` removes them once the engine answers again"
     )
 }
 
@@ -50,24 +47,21 @@ mod tests {
     use crate::outcome::SuiteReport;
 
     #[test]
-    fn engine_errors_are_spelled_as_expected() {
-        let api = EngineError::api("container wait", "connection reset").to_string();
-        assert!(api.starts_with(API_ERROR_PREFIX), "{api}");
-        let unreachable = EngineError::Unreachable {
-            location: "unix:///x".into(),
-            message: "refused".into(),
-        };
-        assert!(unreachable.to_string().starts_with(UNREACHABLE_PREFIX));
-    }
-
-    #[test]
     fn only_engine_errors_are_marked() {
         let now = chrono::Utc::now();
-        let api = EngineError::api("container wait", "connection reset").to_string();
+        let api = Cause::from(EngineError::api("container wait", "connection reset"));
+        let oom = Cause::OutOfMemory {
+            limit_bytes: 64 << 20,
+            exit_code: 137,
+        };
+        let exit = Cause::ExitCode {
+            code: 1,
+            expected: vec![0],
+        };
         let suites = vec![
-            SuiteReport::not_run("waiting", "img", Outcome::Error, api.clone()),
-            SuiteReport::not_run("oom", "img", Outcome::Error, "out of memory: …"),
-            SuiteReport::not_run("failed", "img", Outcome::Failed, "exit code 1"),
+            SuiteReport::not_run("waiting", "img", Outcome::Error, Some(api.clone())),
+            SuiteReport::not_run("oom", "img", Outcome::Error, Some(oom.clone())),
+            SuiteReport::not_run("failed", "img", Outcome::Failed, Some(exit.clone())),
         ];
         let mut report = RunReport {
             run_id: "r".into(),
@@ -85,16 +79,14 @@ mod tests {
             note.contains("unix:///x.sock") && note.contains("1 suite(s)"),
             "{note}"
         );
-        let reasons: Vec<_> = report
-            .suites
-            .iter()
-            .map(|s| s.reason.clone().unwrap())
-            .collect();
+        let causes: Vec<_> = report.suites.iter().map(|s| s.cause.clone()).collect();
         assert_eq!(
-            reasons[0],
-            format!("lost the connection to the Docker engine at unix:///x.sock: {api}")
+            causes[0].as_ref().unwrap().to_string(),
+            "lost the connection to the Docker engine at unix:///x.sock: Docker container \
+             wait failed: connection reset"
         );
-        assert_eq!(reasons[1], "out of memory: …");
-        assert_eq!(reasons[2], "exit code 1");
+        assert!(matches!(causes[0], Some(Cause::LostEngine { ref during, .. }) if **during == api));
+        assert_eq!(causes[1], Some(oom));
+        assert_eq!(causes[2], Some(exit));
     }
 }

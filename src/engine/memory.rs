@@ -207,6 +207,32 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        Ok(image != "missing")
+    }
+
+    /// A build "succeeds" unless the context folder has no Dockerfile, as Docker's would.
+    async fn build_image(
+        &self,
+        context: &Path,
+        image: &str,
+        log: &Path,
+    ) -> Result<(), EngineError> {
+        if context.join("Dockerfile").is_file() {
+            return Ok(());
+        }
+        Err(EngineError::Build {
+            image: image.to_string(),
+            message: format!("{} has no Dockerfile", context.display()),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// No other process shares this engine, so nothing is ever orphaned.
+    async fn remove_orphans(&self) -> Result<usize, EngineError> {
+        Ok(0)
+    }
+
     async fn remove_labelled(&self, _run_id: Option<&str>) -> Result<usize, EngineError> {
         let mut state = self.state.lock().unwrap();
         let n = state.containers.len();

@@ -63,7 +63,8 @@ pub enum LogChunk {
     Stderr(Bytes),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EngineError {
     #[error("cannot reach the Docker engine at {location}: {message}")]
     Unreachable { location: String, message: String },
@@ -89,6 +90,22 @@ impl EngineError {
         EngineError::Api {
             operation,
             message: err.to_string(),
+        }
+    }
+
+    /// Calls `f` on every text the error holds (see [`crate::cause::Cause::visit_text`]).
+    pub fn visit_text(&mut self, f: &mut dyn FnMut(&mut String)) {
+        match self {
+            EngineError::Unreachable { location, message } => {
+                f(location);
+                f(message);
+            }
+            EngineError::ImageMissing { image } => f(image),
+            EngineError::Build { image, message, .. } => {
+                f(image);
+                f(message);
+            }
+            EngineError::Api { message, .. } => f(message),
         }
     }
 }
@@ -155,4 +172,20 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         run_id: Option<&str>,
     ) -> impl Future<Output = Result<usize, EngineError>> + Send;
+
+    /// Whether `image` is on the engine. Never builds or pulls.
+    fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
+
+    /// Builds `image` from the folder `context` (which holds its Dockerfile), appending the
+    /// build's output to `log`.
+    fn build_image(
+        &self,
+        context: &Path,
+        image: &str,
+        log: &Path,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Removes what killed Phalanx processes left on the engine, never a live run's objects
+    /// (see [`orphans`]); returns how many containers were removed.
+    fn remove_orphans(&self) -> impl Future<Output = Result<usize, EngineError>> + Send;
 }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cause::{Cause, WorstFinding};
 use crate::config::{ResultFormat, Suite};
 use crate::engine::ExitStatus;
 use crate::outcome::{Outcome, SuiteReport};
@@ -32,8 +33,8 @@ pub struct Evidence {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub outcome: Outcome,
-    /// One sentence, for anything but a pass.
-    pub reason: Option<String>,
+    /// Why, for anything but a pass.
+    pub cause: Option<Cause>,
     /// What was read from the result files; `None` when they were not read or unreadable.
     pub results: Option<SuiteResults>,
     /// A SARIF suite's counts for `run.json`, computed with the verdict (on the blocking
@@ -42,10 +43,10 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn without_results(outcome: Outcome, reason: String) -> Self {
+    fn without_results(outcome: Outcome, cause: Cause) -> Self {
         Verdict {
             outcome,
-            reason: Some(reason),
+            cause: Some(cause),
             results: None,
             findings: None,
         }
@@ -55,7 +56,7 @@ impl Verdict {
     /// shows, and the results themselves for the JUnit and SARIF writers.
     pub fn apply(self, report: &mut SuiteReport) {
         report.outcome = self.outcome;
-        report.reason = self.reason;
+        report.cause = self.cause;
         report.findings = self.findings;
         if let Some(SuiteResults::Junit(j)) = &self.results {
             report.tests = Some(j.counts);
@@ -74,7 +75,7 @@ pub async fn judge(suite: &Suite, evidence: Evidence, suppressions: Arc<Suppress
         Ok(verdict) => verdict,
         Err(e) => Verdict::without_results(
             Outcome::Error,
-            format!("reading the results failed unexpectedly: {e}"),
+            Cause::internal(format!("reading the results failed unexpectedly: {e}")),
         ),
     }
 }
@@ -91,34 +92,34 @@ pub fn decide_with(suite: &Suite, evidence: &Evidence, suppressions: &Suppressio
     let results = &suite.results;
     let code = evidence.status.code;
     if evidence.status.oom_killed {
-        let limit = human_bytes(suite.policy.memory);
         return Verdict::without_results(
             Outcome::Error,
-            format!(
-                "out of memory: the container reached its {limit} memory limit and was killed (exit code {code})"
-            ),
+            Cause::OutOfMemory {
+                limit_bytes: suite.policy.memory,
+                exit_code: code,
+            },
         );
     }
     if !results.ok_exit_codes.contains(&code) {
         return Verdict::without_results(
             Outcome::Failed,
-            format!(
-                "exit code {code} (expected {})",
-                list(&results.ok_exit_codes)
-            ),
+            Cause::ExitCode {
+                code,
+                expected: results.ok_exit_codes.clone(),
+            },
         );
     }
     if results.format == ResultFormat::ExitCode {
         return Verdict {
             outcome: Outcome::Passed,
-            reason: None,
+            cause: None,
             results: None,
             findings: None,
         };
     }
     let files = match files_to_read(suite, evidence) {
         Ok(files) => files,
-        Err(reason) => return Verdict::without_results(Outcome::Error, reason),
+        Err(cause) => return Verdict::without_results(Outcome::Error, cause),
     };
     // Only SARIF and JUnit get here: exit-code suites returned above.
     let read: Result<Verdict, String> = if results.format == ResultFormat::Sarif {
@@ -133,22 +134,24 @@ pub fn decide_with(suite: &Suite, evidence: &Evidence, suppressions: &Suppressio
             .map(junit_verdict)
             .map_err(|e| e.to_string())
     };
-    read.unwrap_or_else(|reason| Verdict::without_results(Outcome::Error, reason))
+    read.unwrap_or_else(|message| {
+        Verdict::without_results(Outcome::Error, Cause::ResultInvalid { message })
+    })
 }
 
 /// The files to read: the result path itself when it named a file, else every file in
 /// it with an extension of the format (`*.sarif`/`*.json`, `*.xml`), sorted so runs and
 /// cases come out in the same order every time.
-fn files_to_read(suite: &Suite, evidence: &Evidence) -> Result<Vec<PathBuf>, String> {
+fn files_to_read(suite: &Suite, evidence: &Evidence) -> Result<Vec<PathBuf>, Cause> {
     let results = &suite.results;
     let code = evidence.status.code;
     let dir = match &evidence.results_dir {
         Some(dir) if evidence.result_path_found && !evidence.result_files.is_empty() => dir,
         _ => {
-            return Err(format!(
-                "the tool exited {code} but left no result file at {}",
-                results.path
-            ));
+            return Err(Cause::ResultMissing {
+                exit_code: code,
+                path: results.path.clone(),
+            });
         }
     };
     // Docker names a single file's archive entry after the file (see collect::extract).
@@ -174,12 +177,12 @@ fn files_to_read(suite: &Suite, evidence: &Evidence) -> Result<Vec<PathBuf>, Str
             .map(|f| f.display().to_string())
             .collect();
         let wanted: Vec<String> = extensions.iter().map(|e| format!("*.{e}")).collect();
-        return Err(format!(
-            "the tool exited {code} but {} holds no {} file (found: {})",
-            results.path,
-            wanted.join(" or "),
-            found.join(", ")
-        ));
+        return Err(Cause::ResultOfFormatMissing {
+            exit_code: code,
+            path: results.path.clone(),
+            wanted,
+            found,
+        });
     }
     Ok(chosen)
 }
@@ -205,27 +208,22 @@ fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
     let worst = findings
         .blocking(fail_on)
         .min_by_key(|f| std::cmp::Reverse(f.severity));
-    let reason = worst.map(|worst| {
-        let n = findings.blocking(fail_on).count();
-        let noun = if n == 1 { "finding" } else { "findings" };
-        let rule = &findings.rule_of(worst).id;
-        let at = worst
-            .location
-            .as_ref()
-            .map(|l| format!(" at {l}"))
-            .unwrap_or_default();
-        format!(
-            "{n} {noun} at or above {fail_on}; worst: {rule} ({}){at}",
-            worst.severity
-        )
+    let cause = worst.map(|worst| Cause::Findings {
+        count: findings.blocking(fail_on).count(),
+        fail_on,
+        worst: WorstFinding {
+            rule: findings.rule_of(worst).id.clone(),
+            severity: worst.severity,
+            location: worst.location.as_ref().map(ToString::to_string),
+        },
     });
     Verdict {
-        outcome: if reason.is_some() {
+        outcome: if cause.is_some() {
             Outcome::Failed
         } else {
             Outcome::Passed
         },
-        reason,
+        cause,
         findings: Some(findings.summary(fail_on)),
         results: Some(SuiteResults::Sarif(findings)),
     }
@@ -234,7 +232,7 @@ fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
 fn junit_verdict(results: JunitResults) -> Verdict {
     let c = results.counts;
     let bad = c.failures + c.errors;
-    let reason = (bad > 0).then(|| {
+    let cause = (bad > 0).then(|| {
         let first = results
             .cases
             .iter()
@@ -244,10 +242,12 @@ fn junit_verdict(results: JunitResults) -> Verdict {
                 None => t.name.as_str().to_string(),
             })
             .unwrap_or_default();
-        format!(
-            "{bad} of {} test cases failed ({} failed, {} errored), first: {first}",
-            c.tests, c.failures, c.errors
-        )
+        Cause::TestsFailed {
+            tests: c.tests,
+            failures: c.failures,
+            errors: c.errors,
+            first,
+        }
     });
     Verdict {
         outcome: if bad > 0 {
@@ -255,19 +255,9 @@ fn junit_verdict(results: JunitResults) -> Verdict {
         } else {
             Outcome::Passed
         },
-        reason,
+        cause,
         results: Some(SuiteResults::Junit(results)),
         findings: None,
-    }
-}
-
-fn list(codes: &[i64]) -> String {
-    match codes {
-        [one] => one.to_string(),
-        _ => {
-            let all: Vec<String> = codes.iter().map(i64::to_string).collect();
-            format!("one of {}", all.join(", "))
-        }
     }
 }
 

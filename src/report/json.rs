@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{ReportError, atomic_write};
-use crate::outcome::{Outcome, RunReport};
+use crate::outcome::RunReport;
 use crate::verdict::SuppressionsReport;
 
 /// Version of the `run.json` layout.
@@ -21,7 +21,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Serialize)]
 pub struct RunJson<'a> {
     pub schema_version: u32,
-    pub exit_code: i32,
+    pub exit_code: u8,
     pub counts: Counts,
     /// Wall-clock seconds from start to finish.
     pub duration: f64,
@@ -33,33 +33,7 @@ pub struct RunJson<'a> {
     pub run: &'a RunReport,
 }
 
-/// Suites per outcome. Keys are spelled like the `outcome` values in `suites`, so
-/// `.counts[.suites[0].outcome]` works in jq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Counts {
-    pub total: usize,
-    pub passed: usize,
-    pub failed: usize,
-    pub timed_out: usize,
-    pub error: usize,
-    pub skipped: usize,
-    pub cancelled: usize,
-}
-
-impl Counts {
-    pub fn of(run: &RunReport) -> Self {
-        Counts {
-            total: run.suites.len(),
-            passed: run.count(Outcome::Passed),
-            failed: run.count(Outcome::Failed),
-            timed_out: run.count(Outcome::TimedOut),
-            error: run.count(Outcome::Error),
-            skipped: run.count(Outcome::Skipped),
-            cancelled: run.count(Outcome::Cancelled),
-        }
-    }
-}
+pub use crate::outcome::Counts;
 
 impl<'a> RunJson<'a> {
     pub fn new(run: &'a RunReport) -> Self {
@@ -94,6 +68,8 @@ pub fn write_json(run: &RunReport, path: &Path) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::Cause;
+    use crate::outcome::Outcome;
     use crate::outcome::SuiteReport;
     use chrono::{TimeZone, Utc};
     use serde_json::{Value, json};
@@ -102,8 +78,7 @@ mod tests {
 
     fn run() -> RunReport {
         let start = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
-        let mut passed = SuiteReport::not_run("bandit", "phalanx/bandit:1", Outcome::Passed, "");
-        passed.reason = None;
+        let mut passed = SuiteReport::not_run("bandit", "phalanx/bandit:1", Outcome::Passed, None);
         passed.exit_code = Some(0);
         passed.image_digest = Some("sha256:abc".into());
         passed.container_id = Some("c0ffee".into());
@@ -115,7 +90,14 @@ mod tests {
         passed.results_dir = Some("reports/results/bandit".into());
         passed.result_files = vec![PathBuf::from("bandit.sarif")];
         passed.output.stdout = "captured text stays out of run.json".into();
-        let timed_out = SuiteReport::not_run("zap", "phalanx/zap:1", Outcome::TimedOut, "5m");
+        let timed_out = SuiteReport::not_run(
+            "zap",
+            "phalanx/zap:1",
+            Outcome::TimedOut,
+            Some(Cause::TimedOut {
+                limit: Duration::from_secs(300),
+            }),
+        );
         RunReport {
             run_id: "r-1".into(),
             phalanx_version: "0.1.0".into(),
@@ -176,6 +158,7 @@ mod tests {
             "image_digest": "sha256:abc",
             "outcome": "passed",
             "reason": null,
+            "cause": null,
             "exit_code": 0,
             "container_id": "c0ffee",
             "started_at": "2026-05-01T12:00:00Z",
@@ -189,7 +172,14 @@ mod tests {
         });
         assert_eq!(s, &expected);
         assert_eq!(v["suites"][1]["outcome"], "timed-out");
-        assert_eq!(v["suites"][1]["reason"], "5m");
+        assert_eq!(
+            v["suites"][1]["reason"],
+            "timed out after 5m and was stopped"
+        );
+        assert_eq!(
+            v["suites"][1]["cause"],
+            json!({"kind": "timed-out", "limit_secs": 300.0})
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{ReportError, atomic_write, junit_cases};
+use crate::cause::Cause;
 use crate::findings::SuiteResults;
 use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 
@@ -65,7 +66,7 @@ pub fn test_suite(run: &RunReport, suite: &SuiteReport, cases: Vec<TestCase>) ->
     }
     ts.set_time(suite.duration);
     ts.add_properties(properties(run, suite));
-    ts.add_test_cases(crate::retries::junit_reruns(cases, suite));
+    ts.add_test_cases(super::reruns::junit_reruns(cases, suite));
     ts
 }
 
@@ -145,7 +146,10 @@ fn exit_code_status(suite: &SuiteReport) -> TestCaseStatus {
         Outcome::TimedOut => non_success(NonSuccessKind::Failure, "timeout", suite),
         Outcome::Error => non_success(NonSuccessKind::Error, "error", suite),
         Outcome::Skipped => skipped(&reason),
-        Outcome::Cancelled if reason.starts_with("cancelled") => skipped(&reason),
+        // A stopped container's cause already says "cancelled"; a never-started one not.
+        Outcome::Cancelled if suite.cause.as_ref().is_some_and(Cause::is_interruption) => {
+            skipped(&reason)
+        }
         Outcome::Cancelled => skipped(&format!("cancelled: {reason}")),
     }
 }
@@ -179,8 +183,8 @@ fn failure_body(suite: &SuiteReport, reason: &str) -> String {
 }
 
 fn reason(suite: &SuiteReport) -> Cow<'_, str> {
-    match &suite.reason {
-        Some(r) if !r.trim().is_empty() => Cow::Borrowed(r),
+    match suite.cause.as_ref().map(Cause::to_string) {
+        Some(r) if !r.trim().is_empty() => Cow::Owned(r),
         _ => Cow::Borrowed(default_reason(suite.outcome)),
     }
 }
@@ -253,47 +257,7 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Makes arbitrary tool output safe and readable as XML text.
-///
-/// quick-junit's `XmlString` (applied to every string we hand it) strips ANSI escapes and
-/// the C0 controls XML 1.0 forbids, and the writer escapes `<`, `>` and `&`, so `]]>` and
-/// markup come out as text. What it leaves, handled here:
-/// - U+FFFE and U+FFFF, which are not XML characters at all (parsers reject the file);
-/// - DEL and the C1 controls U+0080–U+009F, allowed by XML 1.0 but "discouraged" and
-///   forbidden as literals in XML 1.1; they are terminal junk in a report anyway;
-/// - tabs and lone carriage returns, which its ANSI stripper drops silently, gluing words
-///   together: tabs are expanded to 8-column stops, a lone CR becomes a line break.
-///
-/// Invalid UTF-8 was already replaced by U+FFFD upstream (a valid XML character) and Rust
-/// strings cannot hold lone surrogates.
-pub fn xml_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut column = 0;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\t' => {
-                let spaces = 8 - column % 8;
-                out.extend(std::iter::repeat_n(' ', spaces));
-                column += spaces;
-            }
-            '\r' if chars.peek() != Some(&'\n') => {
-                out.push('\n');
-                column = 0;
-            }
-            '\r' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}' => {}
-            '\n' => {
-                out.push('\n');
-                column = 0;
-            }
-            _ => {
-                out.push(c);
-                column += 1;
-            }
-        }
-    }
-    out
-}
+pub use super::text::xml_text;
 
 /// `message` attributes are one short line: XML attribute normalisation would turn
 /// newlines into spaces anyway, and consumers show the message as a title.
@@ -333,8 +297,8 @@ mod tests {
     }
 
     fn suite(name: &str, outcome: Outcome, reason: Option<&str>) -> SuiteReport {
-        let mut s = SuiteReport::not_run(name, "phalanx/x:1", outcome, "");
-        s.reason = reason.map(str::to_string);
+        let mut s = SuiteReport::not_run(name, "phalanx/x:1", outcome, None);
+        s.cause = reason.map(Cause::internal);
         s.attempts = 1;
         s.duration = Duration::from_millis(4200);
         s.started_at = Some(Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 1).unwrap());
@@ -527,7 +491,7 @@ mod tests {
             "a",
             "img",
             Outcome::Skipped,
-            "fail-fast",
+            Some(Cause::internal("fail-fast")),
         )]);
         assert!(!xml.contains("image.digest"));
         assert!(!xml.contains("exit.code"));

@@ -8,8 +8,10 @@
 pub mod json;
 pub mod junit;
 mod junit_cases;
+pub mod reruns;
 pub mod sarif;
 pub mod summary;
+pub mod text;
 
 use std::fs;
 use std::io::{self, Write};
@@ -19,6 +21,7 @@ pub use json::write_json;
 pub use junit::{junit_xml, write_junit};
 pub use sarif::write_sarif;
 pub use summary::summary_table;
+pub use text::one_line;
 
 /// A report could not be produced. Each variant names the file concerned, and its message
 /// carries the underlying cause, so printing it alone is enough for the user.
@@ -38,18 +41,6 @@ pub enum ReportError {
         path: PathBuf,
         error: sarif::MergeError,
     },
-}
-
-/// `s` as one line of plain text for a terminal or an XML attribute: ANSI escapes and
-/// control characters removed (a tool's message must not be able to drive the terminal),
-/// whitespace runs collapsed, and at most `max_chars` characters, ending in `…` when cut.
-pub fn one_line(s: &str, max_chars: usize) -> String {
-    let clean = quick_junit::XmlString::new(junit::xml_text(s));
-    let flat = clean.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
-    }
 }
 
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new

@@ -126,10 +126,11 @@ fn error_causes(run: &RunReport) -> String {
     // Grouped by the text a reader sees, so equal causes group whatever produced them.
     let errored = run.suites.iter().filter(|s| s.outcome == Outcome::Error);
     for suite in errored {
-        let cause = one_line(
-            suite.reason.as_deref().unwrap_or("no reason given"),
-            usize::MAX,
-        );
+        let text = suite
+            .cause
+            .as_ref()
+            .map_or_else(|| "no reason given".to_string(), ToString::to_string);
+        let cause = one_line(&text, usize::MAX);
         match causes.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, names)) => names.push(&suite.name),
             None => causes.push((cause, vec![&suite.name])),
@@ -253,9 +254,9 @@ pub fn suite_duration(suite: &SuiteReport) -> String {
 /// The reason on one line, or nothing for a pass.
 pub fn short_reason(suite: &SuiteReport) -> String {
     suite
-        .reason
-        .as_deref()
-        .map(|r| one_line(r, MAX_REASON_CHARS))
+        .cause
+        .as_ref()
+        .map(|c| one_line(&c.to_string(), MAX_REASON_CHARS))
         .unwrap_or_default()
 }
 
@@ -311,24 +312,26 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::Cause;
+    use crate::outcome::Outcome;
     use chrono::{TimeZone, Utc};
 
     fn ran(name: &str, outcome: Outcome, secs: f64, reason: Option<&str>) -> SuiteReport {
-        let mut s = SuiteReport::not_run(name, "img", outcome, "");
-        s.reason = reason.map(str::to_string);
+        let mut s = SuiteReport::not_run(name, "img", outcome, None);
+        s.cause = reason.map(Cause::internal);
         s.started_at = Some(Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap());
         s.duration = Duration::from_secs_f64(secs);
         s
     }
 
-    fn run(suites: Vec<SuiteReport>, interrupted: Option<&str>) -> RunReport {
+    fn run(suites: Vec<SuiteReport>, interrupted: Option<crate::stop::Signal>) -> RunReport {
         let t = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
         RunReport {
             run_id: "r".into(),
             phalanx_version: "0.1.0".into(),
             started_at: t,
             finished_at: t,
-            interrupted: interrupted.map(str::to_string),
+            interrupted,
             suites,
             invalid_suites: Vec::new(),
             partition: None,
@@ -354,7 +357,12 @@ mod tests {
                     1.0,
                     Some("image missing\nsecond line"),
                 ),
-                SuiteReport::not_run("gitleaks", "img", Outcome::Skipped, "fail-fast"),
+                SuiteReport::not_run(
+                    "gitleaks",
+                    "img",
+                    Outcome::Skipped,
+                    Some(Cause::internal("fail-fast")),
+                ),
             ],
             None,
         );
@@ -378,9 +386,14 @@ reports: reports/junit.xml, r.json
             vec![
                 ran("a", Outcome::Error, 1.0, Some("x")),
                 ran("b", Outcome::Error, 1.0, Some("y")),
-                SuiteReport::not_run("c", "img", Outcome::Cancelled, "interrupted"),
+                SuiteReport::not_run(
+                    "c",
+                    "img",
+                    Outcome::Cancelled,
+                    Some(Cause::internal("interrupted")),
+                ),
             ],
-            Some("SIGINT"),
+            Some(crate::stop::Signal::Interrupt),
         );
         assert_eq!(
             totals_line(&r),
@@ -406,7 +419,14 @@ reports: reports/junit.xml, r.json
             "x".repeat(100)
         );
         let mut suites: Vec<SuiteReport> = (0..10)
-            .map(|i| SuiteReport::not_run(&format!("s{i}"), "img", Outcome::Error, long.clone()))
+            .map(|i| {
+                SuiteReport::not_run(
+                    &format!("s{i}"),
+                    "img",
+                    Outcome::Error,
+                    Some(Cause::internal(long.clone())),
+                )
+            })
             .collect();
         suites.push(ran("other", Outcome::Error, 1.0, Some("engine went away")));
         suites.push(ran("fine", Outcome::Failed, 1.0, Some("3 findings")));

@@ -124,7 +124,7 @@ pub fn suite(name: &str, format: ResultFormat, fail_on: Severity) -> Suite {
 
 /// The report of `suite` after its tool exited 0 leaving `files` (relative to `dir`).
 pub fn judged(suite: &Suite, dir: &Path, files: &[&str]) -> SuiteReport {
-    let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, "");
+    let mut report = SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, None);
     let start = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 1).unwrap();
     report.started_at = Some(start);
     report.finished_at = Some(start + chrono::Duration::seconds(4));
@@ -144,6 +144,11 @@ pub fn judged(suite: &Suite, dir: &Path, files: &[&str]) -> SuiteReport {
     };
     verdict::decide(suite, &evidence).apply(&mut report);
     report
+}
+
+/// The sentence a report's cause reads as.
+pub fn reason(report: &SuiteReport) -> Option<String> {
+    report.cause.as_ref().map(ToString::to_string)
 }
 
 pub fn run_of(suites: Vec<SuiteReport>) -> RunReport {

@@ -183,7 +183,7 @@ fn states_on_both_sides_of_the_warning_window() {
 
 /// A suite report holding `findings`, judged like the verdict does.
 fn report_of(f: SuiteFindings) -> SuiteReport {
-    let mut r = SuiteReport::not_run(&f.suite.clone(), "img", Outcome::Passed, "");
+    let mut r = SuiteReport::not_run(&f.suite.clone(), "img", Outcome::Passed, None);
     r.findings = Some(f.summary(Severity::High));
     r
 }
