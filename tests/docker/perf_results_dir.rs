@@ -3,7 +3,7 @@
 //! or the prepared volume for every other image. The hidden `PHALANX_TIMINGS` output says
 //! which way was taken, so the cheap way cannot silently disappear.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

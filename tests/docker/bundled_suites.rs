@@ -2,7 +2,7 @@
 //! itself, against the real engine: what the README's main command does, on a target with
 //! a planted problem and on a clean one. Their image is built on first use.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::Workspace;

@@ -2,7 +2,7 @@
 //! hardened, `ignore-term` really outlives SIGTERM under docker-init, and Docker's archive
 //! layout is what `collect::extract_results` expects.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //!
 //! (The first run generates the file; run it again to measure reading alone.)
 
-mod findings_common;
+use crate::findings_common;
 
 use std::path::Path;
 use std::time::Instant;

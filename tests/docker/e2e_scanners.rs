@@ -14,7 +14,7 @@
 //!
 //! Skips (passes with a message) when the Docker engine cannot be reached.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
