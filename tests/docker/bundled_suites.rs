@@ -23,6 +23,8 @@ fn run_bundled(ws: &Workspace) -> (i32, Value) {
     for name in BUNDLED {
         args.extend(["--suite", name]);
     }
+    // The run builds the suites' image (and the base image) when missing.
+    let _images = support::image_build_lock();
     let output = ws.phalanx(&args).output().expect("phalanx runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let json = std::fs::read_to_string(ws.reports_dir().join("run.json"))

@@ -23,7 +23,6 @@ mod bundled_suites;
 mod e2e_scanners;
 mod faults_engine;
 mod faults_load;
-mod faults_orphans;
 mod faults_suites;
 mod findings_docker;
 mod hostile_probe;

@@ -29,22 +29,11 @@ fn hardened(image: &str, cmd: &[&str], run_id: &str, target: &Path) -> Container
     ContainerCreateBody {
         image: Some(image.into()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        user: Some("65534:65534".into()),
+        user: Some(support::hardened::user()),
         tty: Some(false),
         labels: Some(labels.clone()),
         host_config: Some(HostConfig {
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            network_mode: Some("none".into()),
-            pids_limit: Some(64),
-            memory: Some(256 << 20),
-            init: Some(true),
             binds: Some(vec![format!("{}:{TARGET_DIR}:ro", target.display())]),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".into(),
-                "rw,nosuid,size=16m".into(),
-            )])),
             mounts: Some(vec![Mount {
                 target: Some(RESULTS_DIR.into()),
                 typ: Some(MountType::VOLUME),
@@ -54,7 +43,7 @@ fn hardened(image: &str, cmd: &[&str], run_id: &str, target: &Path) -> Container
                 }),
                 ..Default::default()
             }]),
-            ..Default::default()
+            ..support::hardened::host_config()
         }),
         ..Default::default()
     }
