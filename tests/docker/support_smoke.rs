@@ -160,6 +160,67 @@ async fn probe_runs_hardened_and_reports_its_sandbox() {
     );
 }
 
+/// The benchmark's `docker run` contender takes its flags from `support::hardened`: they
+/// must give the probe the same sandbox as the bollard body made from the same settings.
+#[tokio::test]
+async fn docker_run_flags_give_the_same_sandbox_as_the_body() {
+    let image = probe_image().await;
+    let docker = support::docker().await;
+    let ws = Workspace::new();
+    let run = unique("smoke-flags");
+    let cmd = ["/probe", "policy-report", "-"];
+    let id = create_started(&docker, hardened(&image, &cmd, &run, &ws.target_dir())).await;
+    assert_eq!(wait_exit(&docker, &id).await, 0);
+    let from_body: Vec<u8> = log_chunks(&docker, &id, false)
+        .filter_map(|c| async move {
+            match c {
+                LogChunk::Stdout(b) => Some(b.to_vec()),
+                _ => None,
+            }
+        })
+        .concat()
+        .await;
+    remove(&docker, &id).await;
+
+    let config = HostConfig {
+        mounts: Some(vec![
+            Mount {
+                target: Some(TARGET_DIR.into()),
+                source: Some(ws.target_dir().display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            Mount {
+                target: Some(RESULTS_DIR.into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            },
+        ]),
+        ..support::hardened::host_config()
+    };
+    let output = std::process::Command::new("docker")
+        .args(["run", "--rm", "--label", &format!("{RUN_LABEL}={run}")])
+        .args(support::hardened::docker_run_flags(
+            &config,
+            &support::hardened::user(),
+        ))
+        .arg(&image)
+        .args(cmd)
+        .output()
+        .expect("running docker");
+    remove_labelled(&run).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&from_body)
+    );
+}
+
 /// Runs `cmd` until it prints `ready`, stops it with a 2 s grace; returns (exit code, time
 /// the stop took).
 async fn stop_after_ready(cmd: &[&str]) -> (i64, Duration) {
