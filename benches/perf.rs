@@ -38,7 +38,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use phalanx::engine::RUN_LABEL;
-use support::Workspace;
+use support::{Workspace, hardened};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -361,38 +361,40 @@ fn median(values: &[f64]) -> f64 {
 
 /// The same policy Phalanx applies by default (DESIGN.md), as `docker run` flags.
 fn policy_flags(target: &Path, label: &str) -> Vec<String> {
-    [
-        "--rm",
-        "--label",
-        &format!("{RUN_LABEL}={label}"),
-        "--network",
-        "none",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "--read-only",
-        "--user",
-        "65534:65534",
-        "--init",
-        "--pids-limit",
-        "512",
-        "--memory",
-        "1g",
-        "--memory-swap",
-        "1g",
-        "--cpus",
-        "1",
-        "--tmpfs",
-        "/tmp:rw,nosuid,nodev,size=256m,mode=1777",
-        "--mount",
-        &format!("type=bind,src={},dst=/target,readonly", target.display()),
-        "--mount",
-        "type=volume,dst=/results",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut flags = vec![
+        "--rm".into(),
+        "--label".into(),
+        format!("{RUN_LABEL}={label}"),
+    ];
+    let config = policy_host_config(target, None);
+    flags.extend(hardened::docker_run_flags(&config, &hardened::user()));
+    flags
+}
+
+/// The default policy (`tests/support/hardened.rs`) with the mounts every suite gets: the
+/// target read-only and a fresh volume at `/results`, labelled when `volume_labels` is given.
+fn policy_host_config(target: &Path, volume_labels: Option<HashMap<String, String>>) -> HostConfig {
+    HostConfig {
+        mounts: Some(vec![
+            Mount {
+                target: Some("/target".into()),
+                source: Some(target.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            Mount {
+                target: Some("/results".into()),
+                typ: Some(MountType::VOLUME),
+                volume_options: volume_labels.map(|labels| MountVolumeOptions {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
+        ..hardened::host_config()
+    }
 }
 
 async fn xargs_docker_run(
@@ -438,44 +440,11 @@ fn minimal_body(image: &str, target: &Path, label: &str) -> ContainerCreateBody 
     ContainerCreateBody {
         image: Some(image.into()),
         cmd: Some(vec!["/probe".into(), "exit".into(), "0".into()]),
-        user: Some("65534:65534".into()),
+        user: Some(hardened::user()),
         labels: Some(labels.clone()),
         tty: Some(false),
         network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            init: Some(true),
-            pids_limit: Some(512),
-            memory: Some(1 << 30),
-            memory_swap: Some(1 << 30),
-            nano_cpus: Some(1_000_000_000),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
-            )])),
-            mounts: Some(vec![
-                Mount {
-                    target: Some("/target".into()),
-                    source: Some(target.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-                Mount {
-                    target: Some("/results".into()),
-                    typ: Some(MountType::VOLUME),
-                    volume_options: Some(MountVolumeOptions {
-                        labels: Some(labels),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            ]),
-            ..Default::default()
-        }),
+        host_config: Some(policy_host_config(target, Some(labels))),
         ..Default::default()
     }
 }

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests, which always run against the real Docker engine.
-//! Use with `mod support;` from a file in `tests/`.
+//! Included once per test binary by `#[path]` in `tests/<binary>/main.rs` (and by the
+//! benchmark); a test module reaches it as `crate::support`.
 //!
 //! The workload is the probe (`tests/probe`): no registry can be reached here, so it is built
 //! as a static binary and imported as a tiny image, once per test process.
@@ -17,12 +18,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
-use futures::StreamExt;
 use phalanx::engine::RUN_LABEL;
 use tokio::sync::OnceCell;
+
+pub mod hardened;
+pub mod rootfs;
+
+pub use rootfs::Rootfs;
 
 /// Repository of the imported probe image; the tag is a hash of its content.
 pub const PROBE_REPO: &str = "phalanx-test/probe";
@@ -98,7 +103,10 @@ fn target_dir() -> PathBuf {
 /// Imports the probe unless an image with its content hash exists. A host-wide lock keeps
 /// concurrent test processes (and worktrees) from importing the same tag twice.
 async fn import_probe(binary: &[u8]) -> String {
-    let image = format!("{PROBE_REPO}:{}", content_hash(binary));
+    let image = format!(
+        "{PROBE_REPO}:{}",
+        rootfs::content_hash(&[LAYOUT_VERSION.as_bytes(), binary])
+    );
     let docker = docker().await;
     if docker.inspect_image(&image).await.is_ok() {
         return image;
@@ -114,71 +122,31 @@ async fn import_probe(binary: &[u8]) -> String {
     if docker.inspect_image(&image).await.is_ok() {
         return image; // another process imported it while we waited
     }
-    let (repo, tag) = image.split_once(':').unwrap();
-    let options = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tag)
-        .changes(vec![r#"CMD ["/probe", "help"]"#.to_string()])
-        .build();
-    let rootfs = probe_rootfs(binary);
-    let mut progress =
-        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
-    while let Some(step) = progress.next().await {
-        step.unwrap_or_else(|e| panic!("importing {image}: {e}"));
-    }
+    let changes = vec![r#"CMD ["/probe", "help"]"#.to_string()];
+    probe_rootfs(binary).import(&docker, &image, changes).await;
     image
 }
 
-/// 64-bit FNV-1a of the layout version and the binary: stable across toolchains and
-/// processes, unlike `DefaultHasher`; 12 hex digits are plenty to tell builds apart.
-fn content_hash(binary: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in LAYOUT_VERSION.as_bytes().iter().chain(binary) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")[..12].to_string()
+/// The probe's root filesystem, with a sticky world-writable `/results` (a fresh volume
+/// takes its ownership and mode from the image's directory) and a setuid-root copy
+/// `/probe-suid`, for the escalation attempt of the probe's `escape-report`: under
+/// `no-new-privileges` it must run with the caller's ids, not root's.
+fn probe_rootfs(binary: &[u8]) -> Rootfs {
+    let mut rootfs = Rootfs::for_probe(binary);
+    rootfs.dir("results", 0o1777, 0);
+    rootfs.file("probe-suid", 0o4755, binary);
+    rootfs
 }
 
-/// The image's root filesystem: `/probe`, its setuid-root copy `/probe-suid`, and what a
-/// hardened container needs to start as nobody. `/results` and `/tmp` are world-writable
-/// (sticky) because a fresh volume takes its ownership and mode from the image's directory.
-fn probe_rootfs(binary: &[u8]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, data: &[u8], dir: bool| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(if dir {
-            tar::EntryType::Directory
-        } else {
-            tar::EntryType::Regular
-        });
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        tar.append_data(&mut h, path, data)
-            .expect("building the probe rootfs");
-    };
-    for dir in ["etc", "target", "proc", "sys", "dev"] {
-        add(dir, 0o755, b"", true);
-    }
-    for dir in ["results", "tmp"] {
-        add(dir, 0o1777, b"", true);
-    }
-    add("probe", 0o755, binary, false);
-    // A setuid-root copy, for the escalation attempt of the probe's `escape-report`: under
-    // `no-new-privileges` it must run with the caller's ids, not root's.
-    add("probe-suid", 0o4755, binary, false);
-    let passwd = "root:x:0:0:root:/:/probe\nnobody:x:65534:65534:nobody:/nonexistent:/probe\n";
-    add("etc/passwd", 0o644, passwd.as_bytes(), false);
-    add(
-        "etc/group",
-        0o644,
-        b"root:x:0:\nnobody:x:65534:\nnogroup:x:65534:\n",
-        false,
-    );
-    tar.into_inner().expect("building the probe rootfs")
+/// Held while a test builds the bundled images (or runs Phalanx on suites that build them
+/// on first use): on a fresh engine the base image's debootstrap takes minutes, and
+/// Phalanx's own lock against a second bootstrap is per process. Host-wide, so tests sharing
+/// one test binary, and other test processes, wait for the first build instead of repeating it.
+pub fn image_build_lock() -> std::fs::File {
+    let path = std::env::temp_dir().join("phalanx-test-image-build.lock");
+    let file = std::fs::File::create(&path).expect("creating the image build lock");
+    file.lock().expect("taking the image build lock");
+    file
 }
 
 /// A name unique across tests, test processes and time: `<prefix>-<pid>-<n>-<ms hex>`.

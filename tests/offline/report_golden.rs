@@ -2,7 +2,8 @@
 //! these files; a change here (a quick-junit upgrade, a renamed JSON field) must be a
 //! decision, not an accident.
 //!
-//! After an intended change, regenerate with `PHALANX_BLESS=1 cargo test --test report_golden`
+//! After an intended change, regenerate with
+//! `PHALANX_BLESS=1 cargo test --test offline report_golden::`
 //! and review the diff of `tests/fixtures/report/`.
 
 use std::path::{Path, PathBuf};

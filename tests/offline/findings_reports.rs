@@ -2,8 +2,8 @@
 //! the merged SARIF log (valid against the SARIF 2.1.0 schema, nothing dropped), run.json
 //! counts and the summary rows.
 
-mod findings_common;
-mod junit_schema;
+use crate::findings_common;
+use crate::junit_schema;
 
 use std::path::Path;
 

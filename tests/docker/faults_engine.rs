@@ -2,10 +2,10 @@
 //! that a retry cures (reported as flaky). The engine is reached through a proxy that can
 //! fail chosen requests or drop every connection (`engine_proxy`).
 
-mod engine_proxy;
-mod junit_schema;
-mod runs;
-mod support;
+use crate::engine_proxy;
+use crate::junit_schema;
+use crate::runs;
+use crate::support;
 
 use std::time::Duration;
 

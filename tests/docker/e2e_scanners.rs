@@ -14,7 +14,7 @@
 //!
 //! Skips (passes with a message) when the Docker engine cannot be reached.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,7 @@ fn docker_reachable() -> bool {
 fn images_ready() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
+        let _images = support::image_build_lock();
         let ws = Workspace::new();
         let started = Instant::now();
         let suites = repo().join("suites");

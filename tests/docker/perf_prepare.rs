@@ -2,7 +2,7 @@
 //! that gets its slot uses its prepared container, and the prepared containers of suites
 //! that never start (here: `--fail-fast`) are removed with the run.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{Workspace, probe_image, unique};

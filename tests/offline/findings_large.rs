@@ -4,14 +4,15 @@
 //! The measurement quoted in the issue's closing note comes from the ignored test below:
 //!
 //! ```text
-//! cargo test --release --test findings_large --no-run
+//! cargo test --release --test offline --no-run
 //! PHALANX_BENCH_SARIF=/tmp/big.sarif /usr/bin/time -v \
-//!     target/release/deps/findings_large-* --ignored --exact measure_50_mb --nocapture
+//!     $(find target/release/deps -name 'offline-*' -type f -executable) \
+//!     --ignored --exact findings_large::measure_50_mb --nocapture
 //! ```
 //!
 //! (The first run generates the file; run it again to measure reading alone.)
 
-mod findings_common;
+use crate::findings_common;
 
 use std::path::Path;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! suite exactly once between them, each JUnit file says which shard it is, and a bad
 //! partition is a usage error. Also: the run leaves a history that orders the next one.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -3,8 +3,8 @@
 //! goes into the JUnit report too; the value must be nowhere in the log, JUnit, run.json or
 //! Phalanx's own output, while the redaction marks show the suite really had it.
 
-mod runs;
-mod support;
+use crate::runs;
+use crate::support;
 
 use runs::{probe_suite, read};
 use support::{Workspace, probe_image, unique};

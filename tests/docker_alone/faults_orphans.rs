@@ -3,8 +3,8 @@
 //! same engine is left alone. (One test in this binary: the sweeps of concurrent tests would
 //! race for the same orphans.)
 
-mod runs;
-mod support;
+use crate::runs;
+use crate::support;
 
 use std::process::{Child, Stdio};
 

@@ -3,8 +3,8 @@
 //! pointing out and a file over the size cap, all in one run beside a well-behaved suite.
 //! (Suites that ignore SIGTERM are covered in `run_docker.rs`.)
 
-mod runs;
-mod support;
+use crate::runs;
+use crate::support;
 
 use runs::{probe_suite, read};
 use support::{Workspace, probe_image, unique};

@@ -2,8 +2,8 @@
 //! run.json, and nothing is left on the engine (about 20 s on a 2-core machine).
 //! `PHALANX_LOAD_SUITES=N` runs another count.
 
-mod runs;
-mod support;
+use crate::runs;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

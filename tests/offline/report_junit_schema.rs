@@ -13,7 +13,7 @@ use phalanx::cause::Cause;
 use phalanx::outcome::{CapturedOutput, Outcome, RunReport, SuiteReport};
 use phalanx::report::write_junit;
 
-mod junit_schema;
+use crate::junit_schema;
 use junit_schema::{strip_extensions, validate, validator};
 
 /// Everything a misbehaving tool can print that once broke a JUnit writer.

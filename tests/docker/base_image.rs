@@ -3,6 +3,8 @@
 //! hardened container against a target with planted problems, a clean one and an
 //! unreadable one. The first run bootstraps Debian (a minute or two); later runs reuse it.
 
+use crate::support;
+
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -129,20 +131,11 @@ async fn run_check(docker: &Docker, suite: &BundledSuite, target: &Path) -> Run 
         )])),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            init: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".into(),
-                "rw,nosuid,nodev,size=64m".into(),
-            )])),
             mounts: Some(vec![
                 bind(target, "/target", true),
                 bind(results.path(), "/results", false),
             ]),
-            ..Default::default()
+            ..support::hardened::host_config()
         }),
         ..Default::default()
     };
@@ -271,6 +264,8 @@ async fn base_image_builds_and_bundled_checks_work() {
     let log = logs.path().join("build.log");
     let context = repo().join("docker/basic-checks");
 
+    // Other tests' Phalanx runs bootstrap the base too, in their own processes.
+    let _images = support::image_build_lock();
     // Two suites needing the base at once must share one bootstrap.
     let started = Instant::now();
     let (a, b) = tokio::join!(

@@ -2,9 +2,9 @@
 //! workload. Every test uses its own workspace and suite names, and checks that nothing
 //! labelled with its run id is left on the engine.
 
-mod junit_schema;
-mod runs;
-mod support;
+use crate::junit_schema;
+use crate::runs;
+use crate::support;
 
 use runs::{assert_nothing_left, finished, probe_suite, read, run, wait_until_running};
 use serde_json::Value;

@@ -4,8 +4,8 @@
 //! and reach the Docker socket. Every attempt must fail, as the probe itself reports, and
 //! the target must be byte-for-byte what it was.
 
-mod runs;
-mod support;
+use crate::runs;
+use crate::support;
 
 use std::collections::HashMap;
 use std::fs::Permissions;

@@ -3,9 +3,9 @@
 //! `run.json` and summary must say what the results say. Every test has its own workspace
 //! and suite names and checks that nothing labelled with its run id is left.
 
-mod findings_common;
-mod junit_schema;
-mod support;
+use crate::findings_common;
+use crate::junit_schema;
+use crate::support;
 
 use std::path::Path;
 

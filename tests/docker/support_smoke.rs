@@ -2,7 +2,7 @@
 //! hardened, `ignore-term` really outlives SIGTERM under docker-init, and Docker's archive
 //! layout is what `collect::extract_results` expects.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,22 +29,11 @@ fn hardened(image: &str, cmd: &[&str], run_id: &str, target: &Path) -> Container
     ContainerCreateBody {
         image: Some(image.into()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        user: Some("65534:65534".into()),
+        user: Some(support::hardened::user()),
         tty: Some(false),
         labels: Some(labels.clone()),
         host_config: Some(HostConfig {
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            network_mode: Some("none".into()),
-            pids_limit: Some(64),
-            memory: Some(256 << 20),
-            init: Some(true),
             binds: Some(vec![format!("{}:{TARGET_DIR}:ro", target.display())]),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".into(),
-                "rw,nosuid,size=16m".into(),
-            )])),
             mounts: Some(vec![Mount {
                 target: Some(RESULTS_DIR.into()),
                 typ: Some(MountType::VOLUME),
@@ -54,7 +43,7 @@ fn hardened(image: &str, cmd: &[&str], run_id: &str, target: &Path) -> Container
                 }),
                 ..Default::default()
             }]),
-            ..Default::default()
+            ..support::hardened::host_config()
         }),
         ..Default::default()
     }
@@ -168,6 +157,67 @@ async fn probe_runs_hardened_and_reports_its_sandbox() {
     assert!(
         volumes_with_label(&run).await.is_empty(),
         "the results volume leaked"
+    );
+}
+
+/// The benchmark's `docker run` contender takes its flags from `support::hardened`: they
+/// must give the probe the same sandbox as the bollard body made from the same settings.
+#[tokio::test]
+async fn docker_run_flags_give_the_same_sandbox_as_the_body() {
+    let image = probe_image().await;
+    let docker = support::docker().await;
+    let ws = Workspace::new();
+    let run = unique("smoke-flags");
+    let cmd = ["/probe", "policy-report", "-"];
+    let id = create_started(&docker, hardened(&image, &cmd, &run, &ws.target_dir())).await;
+    assert_eq!(wait_exit(&docker, &id).await, 0);
+    let from_body: Vec<u8> = log_chunks(&docker, &id, false)
+        .filter_map(|c| async move {
+            match c {
+                LogChunk::Stdout(b) => Some(b.to_vec()),
+                _ => None,
+            }
+        })
+        .concat()
+        .await;
+    remove(&docker, &id).await;
+
+    let config = HostConfig {
+        mounts: Some(vec![
+            Mount {
+                target: Some(TARGET_DIR.into()),
+                source: Some(ws.target_dir().display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            Mount {
+                target: Some(RESULTS_DIR.into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            },
+        ]),
+        ..support::hardened::host_config()
+    };
+    let output = std::process::Command::new("docker")
+        .args(["run", "--rm", "--label", &format!("{RUN_LABEL}={run}")])
+        .args(support::hardened::docker_run_flags(
+            &config,
+            &support::hardened::user(),
+        ))
+        .arg(&image)
+        .args(cmd)
+        .output()
+        .expect("running docker");
+    remove_labelled(&run).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&from_body)
     );
 }
 

@@ -2,7 +2,7 @@
 //! itself, against the real engine: what the README's main command does, on a target with
 //! a planted problem and on a clean one. Their image is built on first use.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::Workspace;
@@ -23,6 +23,8 @@ fn run_bundled(ws: &Workspace) -> (i32, Value) {
     for name in BUNDLED {
         args.extend(["--suite", name]);
     }
+    // The run builds the suites' image (and the base image) when missing.
+    let _images = support::image_build_lock();
     let output = ws.phalanx(&args).output().expect("phalanx runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let json = std::fs::read_to_string(ws.reports_dir().join("run.json"))

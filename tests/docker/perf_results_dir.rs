@@ -3,14 +3,13 @@
 //! or the prepared volume for every other image. The hidden `PHALANX_TIMINGS` output says
 //! which way was taken, so the cheap way cannot silently disappear.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use futures::StreamExt;
 use serde_json::Value;
-use support::{Workspace, build_probe, unique};
+use support::rootfs::content_hash;
+use support::{Rootfs, Workspace, build_probe, unique};
 
 /// What the image has at `/results`.
 #[derive(Clone, Copy, Debug)]
@@ -42,71 +41,25 @@ async fn image(layout: Layout) -> String {
     let image = format!(
         "phalanx-test/perf-results:{}-{}",
         layout.tag(),
-        hash(&binary)
+        content_hash(&[&binary])
     );
     let docker = support::docker().await;
     if docker.inspect_image(&image).await.is_ok() {
         return image;
     }
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, owner: u64, data: &[u8], dir: bool| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(if dir {
-            tar::EntryType::Directory
-        } else {
-            tar::EntryType::Regular
-        });
-        h.set_mode(mode);
-        h.set_uid(owner);
-        h.set_gid(owner);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        tar.append_data(&mut h, path, data).unwrap();
-    };
-    for dir in ["etc", "target", "proc", "sys", "dev"] {
-        add(dir, 0o755, 0, b"", true);
-    }
-    add("tmp", 0o1777, 0, b"", true);
+    let mut rootfs = Rootfs::for_probe(&binary);
     match layout {
-        Layout::WorldWritable => add("results", 0o1777, 0, b"", true),
-        Layout::OwnedBy10001 => add("results", 0o755, 10001, b"", true),
-        Layout::Missing => {}
+        Layout::WorldWritable => rootfs.dir("results", 0o1777, 0),
+        Layout::OwnedBy10001 => rootfs.dir("results", 0o755, 10001),
+        Layout::Missing => &mut rootfs,
         Layout::Stale => {
-            add("results", 0o1777, 0, b"", true);
-            add("results/stale.txt", 0o644, 0, b"from the image", false);
+            rootfs
+                .dir("results", 0o1777, 0)
+                .file("results/stale.txt", 0o644, b"from the image")
         }
-    }
-    add("probe", 0o755, 0, &binary, false);
-    let passwd = "root:x:0:0:root:/:/probe\nnobody:x:65534:65534:nobody:/nonexistent:/probe\n";
-    add("etc/passwd", 0o644, 0, passwd.as_bytes(), false);
-    add(
-        "etc/group",
-        0o644,
-        0,
-        b"root:x:0:\nnogroup:x:65534:\n",
-        false,
-    );
-    let rootfs = tar.into_inner().unwrap();
-    let (repo, tag) = image.split_once(':').unwrap();
-    let options = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tag)
-        .build();
-    let mut progress =
-        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
-    while let Some(step) = progress.next().await {
-        step.unwrap_or_else(|e| panic!("importing {image}: {e}"));
-    }
+    };
+    rootfs.import(&docker, &image, Vec::new()).await;
     image
-}
-
-fn hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")[..12].to_string()
 }
 
 struct Ran {

@@ -1,0 +1,34 @@
+//! The integration tests that need the Docker engine, in one test binary: one module per
+//! former `tests/*.rs` file, so the crate and its dependencies are linked once, not once
+//! per file. `cargo test --test docker MODULE::` runs one module's tests.
+//!
+//! A new Docker test file goes in this directory and is declared below. All modules share
+//! one process: never change process-wide state (`std::env::set_var`, the working
+//! directory) — give child processes their environment with `Command::env` — and give
+//! everything a test creates on the engine a name or label of its own (`support::unique`).
+
+#[path = "../engine_proxy/mod.rs"]
+mod engine_proxy;
+#[path = "../findings_common/mod.rs"]
+mod findings_common;
+#[path = "../junit_schema/mod.rs"]
+mod junit_schema;
+#[path = "../runs/mod.rs"]
+mod runs;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod base_image;
+mod bundled_suites;
+mod e2e_scanners;
+mod faults_engine;
+mod faults_load;
+mod faults_suites;
+mod findings_docker;
+mod hostile_probe;
+mod hostile_secrets;
+mod perf_partition;
+mod perf_prepare;
+mod perf_results_dir;
+mod run_docker;
+mod support_smoke;

@@ -1,0 +1,22 @@
+//! The integration tests that need no Docker engine (readers, report writers, the scheduler
+//! on the in-memory engine, fuzz regressions), in one test binary: one module per former
+//! `tests/*.rs` file. `cargo test --lib --test offline` runs everything that works without
+//! an engine; `cargo test --test offline MODULE::` runs one module's tests.
+//!
+//! A new test file that needs no engine goes in this directory and is declared below; one
+//! that does goes in `tests/docker/`. All modules share one process: never change
+//! process-wide state (`std::env::set_var`, the working directory).
+
+#[path = "../findings_common/mod.rs"]
+mod findings_common;
+#[path = "../junit_schema/mod.rs"]
+mod junit_schema;
+
+mod bad_input;
+mod findings_junit;
+mod findings_large;
+mod findings_reports;
+mod findings_sarif;
+mod perf_schedule;
+mod report_golden;
+mod report_junit_schema;
