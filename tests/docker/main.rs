@@ -20,6 +20,7 @@ mod support;
 
 mod base_image;
 mod bundled_suites;
+mod doctor;
 mod e2e_scanners;
 mod faults_engine;
 mod faults_load;
@@ -32,3 +33,4 @@ mod perf_prepare;
 mod perf_results_dir;
 mod run_docker;
 mod support_smoke;
+mod suppressions;

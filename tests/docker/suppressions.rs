@@ -3,9 +3,9 @@
 //! the run's exit code, run.json, summary, JUnit and merged SARIF must follow. "Today" is
 //! fixed with PHALANX_TODAY, so no assertion depends on the clock's date.
 
-mod findings_common;
-mod runs;
-mod support;
+use crate::findings_common;
+use crate::runs;
+use crate::support;
 
 use serde_json::Value;
 use support::{Workspace, probe_image, unique};

@@ -13,8 +13,8 @@
 //! - unwritable reports: root ignores permission bits, so the folder is below a regular
 //!   file (`ENOTDIR` stops root too).
 
-mod engine_proxy;
-mod support;
+use crate::engine_proxy;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
