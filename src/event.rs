@@ -4,6 +4,8 @@
 //! [`Recorder`](crate::recorder::Recorder) that builds the run's report). Subscribers only
 //! read: nothing they do flows back into the run.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -35,6 +37,22 @@ pub enum EventKind {
         /// `hash:M/N` when the run is one CI shard of the selection.
         partition: Option<String>,
     },
+    /// A missing image started building (with its own concurrency, `image_jobs`, not the
+    /// suites' slots); `suites` wait for it.
+    ImageBuildStarted {
+        image: String,
+        suites: Vec<String>,
+    },
+    /// A build that started has ended. A failed build fails its suites with `cause`; it is
+    /// never tried again in the same run.
+    ImageBuildFinished {
+        image: String,
+        suites: Vec<String>,
+        outcome: BuildOutcome,
+        duration: Duration,
+        /// Why it failed (`None` unless `outcome` is `Failed`).
+        cause: Option<Cause>,
+    },
     /// A suite got its slots and its container is being prepared (image, create, start).
     SuiteStarted {
         name: String,
@@ -64,6 +82,8 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::RunStarted { .. } => "run-started",
+            EventKind::ImageBuildStarted { .. } => "image-build-started",
+            EventKind::ImageBuildFinished { .. } => "image-build-finished",
             EventKind::SuiteStarted { .. } => "suite-started",
             EventKind::SuiteRetrying { .. } => "suite-retrying",
             EventKind::SuiteFinished(_) => "suite-finished",
@@ -71,6 +91,16 @@ impl EventKind {
             EventKind::RunFinished { .. } => "run-finished",
         }
     }
+}
+
+/// How an image build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildOutcome {
+    Built,
+    Failed,
+    /// The run stopped (fail-fast or a signal) while it was building.
+    Cancelled,
 }
 
 /// Where the stages send their events. Sending never fails: once the run's subscriber

@@ -79,6 +79,24 @@ fn fields(kind: &EventKind) -> Value {
             "invalid_suites": invalid_suites,
             "partition": partition,
         }),
+        EventKind::ImageBuildStarted { image, suites } => json!({
+            "image": image,
+            "suites": suites,
+        }),
+        EventKind::ImageBuildFinished {
+            image,
+            suites,
+            outcome,
+            duration,
+            cause,
+        } => json!({
+            "image": image,
+            "suites": suites,
+            "outcome": outcome,
+            "duration": seconds(*duration),
+            "reason": cause.as_ref().map(ToString::to_string),
+            "cause": cause,
+        }),
         EventKind::SuiteStarted { name, attempt } => json!({
             "suite": name,
             "attempt": attempt,
@@ -110,6 +128,11 @@ fn fields(kind: &EventKind) -> Value {
     }
 }
 
+/// Seconds, to the millisecond.
+fn seconds(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
 /// What a follower needs of a finished suite: the verdict and why, not the captured output
 /// or the results (those are in the report files).
 fn suite_finished(report: &SuiteReport) -> Value {
@@ -118,7 +141,7 @@ fn suite_finished(report: &SuiteReport) -> Value {
         "outcome": report.outcome,
         "reason": report.cause.as_ref().map(ToString::to_string),
         "cause": report.cause,
-        "duration": (report.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        "duration": seconds(report.duration),
         "exit_code": report.exit_code,
         "attempts": report.attempts,
         "flaky": report.flaky,
@@ -197,6 +220,36 @@ mod tests {
         assert_eq!(v["exit_code"], 143);
         assert_eq!(v["interrupted"], "SIGTERM");
         assert_eq!(v["counts"]["timed-out"], 0);
+    }
+
+    #[test]
+    fn builds_say_which_image_for_whom_and_how_it_ended() {
+        let started = EventKind::ImageBuildStarted {
+            image: "phalanx/bandit:1".into(),
+            suites: vec!["bandit".into()],
+        };
+        let v = line(&event(2, started));
+        assert_eq!(v["event"], "image-build-started");
+        assert_eq!(v["image"], "phalanx/bandit:1");
+        assert_eq!(v["suites"], json!(["bandit"]));
+        let cause = Cause::ImageBuildFailed {
+            image: "phalanx/bandit:1".into(),
+            message: "pip failed".into(),
+            log: "reports/logs/bandit.build.log".into(),
+        };
+        let finished = EventKind::ImageBuildFinished {
+            image: "phalanx/bandit:1".into(),
+            suites: vec!["bandit".into()],
+            outcome: crate::event::BuildOutcome::Failed,
+            duration: std::time::Duration::from_millis(12_345),
+            cause: Some(cause),
+        };
+        let v = line(&event(3, finished));
+        assert_eq!(v["event"], "image-build-finished");
+        assert_eq!(v["outcome"], "failed");
+        assert_eq!(v["duration"], 12.345);
+        assert_eq!(v["cause"]["kind"], "image-build-failed");
+        assert!(v["reason"].as_str().unwrap().contains("pip failed"));
     }
 
     #[test]

@@ -99,6 +99,9 @@ struct ImagesArgs {
     /// Folder whose logs/ receives the build logs [default: from phalanx.toml, else `reports`].
     #[arg(long, value_name = "DIR")]
     reports: Option<PathBuf>,
+    /// Image builds at once [default: from phalanx.toml, else 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    image_jobs: Option<u32>,
 }
 
 #[derive(Args)]
@@ -137,6 +140,10 @@ struct RunArgs {
     /// the number of CPUs].
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     jobs: Option<u32>,
+    /// Image builds at once, apart from the job slots; builds start as the run starts
+    /// [default: from phalanx.toml, else 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    image_jobs: Option<u32>,
     /// Folder for logs and collected results [default: from phalanx.toml, else `reports`].
     #[arg(long, value_name = "DIR")]
     reports: Option<PathBuf>,
@@ -465,6 +472,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         },
         options: ScheduleOptions {
             jobs,
+            image_jobs: image_jobs(args.image_jobs, project),
             fail_fast: args.fail_fast,
         },
         suites,
@@ -490,6 +498,13 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     }
     write_reports(&report, &paths, args.events_on_stdout())?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Image builds at once: `--image-jobs`, else `image_jobs` in phalanx.toml, else the default.
+fn image_jobs(flag: Option<u32>, project: &ProjectConfig) -> usize {
+    flag.map(|n| n as usize)
+        .or(project.image_jobs)
+        .unwrap_or(phalanx::builds::DEFAULT_IMAGE_JOBS)
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cause::Cause;
-use crate::event::{Event, EventKind};
+use crate::event::{BuildOutcome, Event, EventKind};
 use crate::outcome::{Outcome, SuiteReport};
 use crate::report::summary::{LABEL_WIDTH, short_reason, suite_duration};
 
@@ -150,6 +150,22 @@ fn event_line(event: &Event, counter: Counter) -> Option<String> {
             plural(suites.len()),
             plural(*jobs)
         )),
+        EventKind::ImageBuildStarted { image, suites } => {
+            Some(line("IMAGE", format!("{image}  {}", building_text(suites))))
+        }
+        EventKind::ImageBuildFinished {
+            image,
+            outcome,
+            duration,
+            cause,
+            ..
+        } => Some(line(
+            "IMAGE",
+            format!(
+                "{image}  {}",
+                build_end_text(*outcome, *duration, cause.as_ref())
+            ),
+        )),
         EventKind::SuiteStarted { name, attempt } if *attempt > 1 => {
             Some(line("START", format!("{name}  attempt {attempt}")))
         }
@@ -186,6 +202,27 @@ fn finished_line(report: &SuiteReport, counter: Counter) -> String {
         }
     }
     text
+}
+
+/// `building for bandit, bandit-strict`
+fn building_text(suites: &[String]) -> String {
+    format!("building for {}", suites.join(", "))
+}
+
+/// `built in 34.2s`, `build failed after 3.1s: …`
+fn build_end_text(outcome: BuildOutcome, took: Duration, cause: Option<&Cause>) -> String {
+    let took = format!("{:.1}s", took.as_secs_f64());
+    match (outcome, cause) {
+        (BuildOutcome::Built, _) => format!("built in {took}"),
+        (BuildOutcome::Failed, Some(cause)) => {
+            format!(
+                "build failed after {took}: {}",
+                one_line(&cause.to_string())
+            )
+        }
+        (BuildOutcome::Failed, None) => format!("build failed after {took}"),
+        (BuildOutcome::Cancelled, _) => format!("build cancelled after {took}"),
+    }
 }
 
 /// `attempt` is the attempt that just ended; the event promises another one.
@@ -291,6 +328,14 @@ impl Bars {
         let counter = state.counter;
         match &event.kind {
             EventKind::RunStarted { suites, .. } => self.overall.set_length(suites.len() as u64),
+            // A build gets a row of its own while it runs, named by its image.
+            EventKind::ImageBuildStarted { image, suites } => {
+                state.start(image, building_text(suites));
+            }
+            EventKind::ImageBuildFinished { image, .. } => {
+                state.finish(image, &self.mp);
+                self.print(event, counter);
+            }
             EventKind::SuiteStarted { name, attempt } => {
                 let msg = if *attempt > 1 {
                     format!("attempt {attempt}")
@@ -531,6 +576,43 @@ phalanx: running 12 suites with 4 job slots (run r-1)
 [ 2/12] FAIL     semgrep  12.0s  exit code 2 (expected 0)
 [ 3/12] SKIP     trivy  0.0s  not started: --fail-fast stopped the run after `semgrep` failed
 [  /12] STOPPING --fail-fast: `semgrep` failed
+";
+        assert_eq!(out.text(), expected);
+    }
+
+    #[test]
+    fn builds_show_their_image_suites_and_ending() {
+        let out = Shared::default();
+        let p = Progress::plain_to(2, Box::new(out.clone()));
+        let suites = vec!["bandit".to_string(), "bandit-strict".to_string()];
+        let failed = Cause::ImageBuildFailed {
+            image: "phalanx/semgrep:2".into(),
+            message: "pip failed".into(),
+            log: "reports/logs/semgrep.build.log".into(),
+        };
+        let finished = |image: &str, outcome, cause| {
+            event(EventKind::ImageBuildFinished {
+                image: image.into(),
+                suites: suites.clone(),
+                outcome,
+                duration: Duration::from_millis(34_250),
+                cause,
+            })
+        };
+        p.handle(&event(EventKind::ImageBuildStarted {
+            image: "phalanx/bandit:1".into(),
+            suites: suites.clone(),
+        }));
+        p.handle(&finished("phalanx/bandit:1", BuildOutcome::Built, None));
+        p.handle(&finished(
+            "phalanx/semgrep:2",
+            BuildOutcome::Failed,
+            Some(failed),
+        ));
+        let expected = "\
+[ /2] IMAGE    phalanx/bandit:1  building for bandit, bandit-strict
+[ /2] IMAGE    phalanx/bandit:1  built in 34.2s
+[ /2] IMAGE    phalanx/semgrep:2  build failed after 34.2s: building image `phalanx/semgrep:2` failed: pip failed (build log: reports/logs/semgrep.build.log)
 ";
         assert_eq!(out.text(), expected);
     }

@@ -52,7 +52,10 @@ impl Recorder {
                 reason: StopReason::Interrupted { signal },
             } => self.interrupted = Some(signal),
             EventKind::RunFinished { .. } => self.finished_at = Some(event.at),
-            EventKind::SuiteStarted { .. }
+            // Builds are in the event stream and the build logs, not the report.
+            EventKind::ImageBuildStarted { .. }
+            | EventKind::ImageBuildFinished { .. }
+            | EventKind::SuiteStarted { .. }
             | EventKind::SuiteRetrying { .. }
             | EventKind::Stopping { .. } => {}
         }
@@ -140,7 +143,11 @@ mod tests {
                 reports_dir,
                 suppressions: Default::default(),
             },
-            options: ScheduleOptions { jobs: 2, fail_fast },
+            options: ScheduleOptions {
+                jobs: 2,
+                image_jobs: 2,
+                fail_fast,
+            },
             invalid_suites: Vec::new(),
             history: Default::default(),
             partition: None,

@@ -1,5 +1,6 @@
 //! Runs the planned suites concurrently: at most `jobs` weight units at once, in the order
-//! given, with fail-fast and cancellation. While suites wait for a slot, the engine is
+//! given (a suite whose image is still being built lets the next ready one go first), with
+//! fail-fast and cancellation. While suites wait for a slot, the engine is
 //! asked to prepare the containers of the next few, so that a freed slot goes straight to
 //! starting one.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::builds::{Builds, ImageState};
 use crate::cause::Cause;
 use crate::config::Suite;
 use crate::engine::Engine;
@@ -21,11 +23,15 @@ use crate::stop::{StopReason, StopSignal};
 pub struct ScheduleOptions {
     /// Weight units that may run at once (at least 1).
     pub jobs: usize,
+    /// Image builds at once (at least 1), apart from `jobs`.
+    pub image_jobs: usize,
     pub fail_fast: bool,
 }
 
 /// Runs `suites`; every suite's report goes out as one [`EventKind::SuiteFinished`],
-/// whether it ran or not.
+/// whether it ran or not. Missing images start building at once ([`Builds`]), and a free
+/// slot goes to the first queued suite whose image is ready, so that slots never wait for
+/// builds while another suite could run.
 pub async fn run_all<E: Engine>(
     engine: Arc<E>,
     suites: Vec<Suite>,
@@ -35,6 +41,14 @@ pub async fn run_all<E: Engine>(
     events: EventSender,
 ) {
     let jobs = options.jobs.max(1);
+    let mut builds = Builds::start(
+        engine.clone(),
+        &suites,
+        &ctx.reports_dir,
+        options.image_jobs,
+        stop.clone(),
+        events.clone(),
+    );
     let mut scheduler = Scheduler {
         names: suites
             .iter()
@@ -49,22 +63,35 @@ pub async fn run_all<E: Engine>(
     let slots = Arc::new(Semaphore::new(jobs));
     let mut queue: VecDeque<(usize, Suite)> = suites.into_iter().enumerate().collect();
     let mut lookahead = Lookahead::default();
-    while let Some((_, next)) = queue.front() {
-        if stop.is_stopped() {
+    loop {
+        builds.mark_seen();
+        scheduler.fail_unbuilt(&mut queue, &builds);
+        if queue.is_empty() || stop.is_stopped() {
             break;
         }
-        lookahead.hint(&engine, &ctx, &queue, jobs, slots.available_permits());
-        // A suite heavier than the whole budget still runs, alone.
-        let weight = next.weight.clamp(1, jobs as u32);
+        let (next, weight) = {
+            let ready: Vec<&(usize, Suite)> = queue
+                .iter()
+                .filter(|(_, s)| builds.state(&s.image).is_ready())
+                .collect();
+            lookahead.hint(&engine, &ctx, &ready, jobs, slots.available_permits());
+            // A suite heavier than the whole budget still runs, alone.
+            let first = ready.first();
+            let weight = first.map_or(1, |(_, s)| s.weight.clamp(1, jobs as u32));
+            (first.map(|(index, _)| *index), weight)
+        };
         tokio::select! {
             biased;
             () = stop.stopped() => break,
             Some(joined) = scheduler.running.join_next_with_id(), if !scheduler.running.is_empty() => {
                 scheduler.record(joined);
             }
-            permit = slots.clone().acquire_many_owned(weight) => {
+            // A build ended: a suite earlier in the queue may be ready now.
+            () = builds.changed() => {}
+            permit = slots.clone().acquire_many_owned(weight), if next.is_some() => {
                 let permit = permit.expect("the semaphore is never closed");
-                let (index, suite) = queue.pop_front().expect("peeked");
+                let at = queue.iter().position(|(i, _)| Some(*i) == next).expect("queued");
+                let (index, suite) = queue.remove(at).expect("queued");
                 let (engine, ctx, stop, events) = (engine.clone(), ctx.clone(), stop.clone(), events.clone());
                 // The slots go back only once the report is recorded, so that a failure
                 // stops the run (fail-fast) before anything else can take them.
@@ -79,8 +106,10 @@ pub async fn run_all<E: Engine>(
     while let Some(joined) = scheduler.running.join_next_with_id().await {
         scheduler.record(joined);
     }
-    // What is being prepared finishes before the run's final sweep looks for leftovers.
+    // What is being prepared or built finishes before the run's final sweep looks for
+    // leftovers.
     lookahead.finish().await;
+    builds.finish().await;
     scheduler.finish_unstarted(queue.into_iter().map(|(i, _)| i))
 }
 
@@ -96,11 +125,12 @@ struct Lookahead {
 }
 
 impl Lookahead {
+    /// `queue`: the queued suites whose images are ready, in queue order.
     fn hint<E: Engine>(
         &mut self,
         engine: &Arc<E>,
         ctx: &Arc<RunContext>,
-        queue: &VecDeque<(usize, Suite)>,
+        queue: &[&(usize, Suite)],
         jobs: usize,
         free: usize,
     ) {
@@ -120,7 +150,7 @@ impl Lookahead {
                 fits
             })
             .count();
-        for (index, suite) in queue.iter().skip(skip).take(jobs) {
+        for (index, suite) in queue.iter().skip(skip).take(jobs).copied() {
             if self.hinted.insert(*index) {
                 let spec = runner::container_spec(suite, ctx, 1);
                 let (engine, index) = (engine.clone(), *index);
@@ -162,13 +192,32 @@ impl Scheduler {
                 (report, None)
             }
         };
+        self.conclude(report);
+        drop(permit);
+    }
+
+    /// Sends a finished suite's report, stopping the run first if it fails it (fail-fast).
+    fn conclude(&self, report: SuiteReport) {
         if self.options.fail_fast && report.outcome.is_failure() {
             self.stop.stop(StopReason::FailFast {
                 after: report.name.clone(),
             });
         }
         self.events.send(EventKind::SuiteFinished(Box::new(report)));
-        drop(permit);
+    }
+
+    /// Takes the suites whose image could not be made out of `queue` and reports each as
+    /// an error with the image's cause: they need no slot to fail.
+    fn fail_unbuilt(&mut self, queue: &mut VecDeque<(usize, Suite)>, builds: &Builds) {
+        queue.retain(|(_, suite)| {
+            let ImageState::Failed(cause) = builds.state(&suite.image) else {
+                return true;
+            };
+            let report =
+                SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, Some(cause));
+            self.conclude(report);
+            false
+        });
     }
 
     /// Reports the suites that never got a slot as skipped (fail-fast) or cancelled.
@@ -211,6 +260,22 @@ mod tests {
         fail_fast: bool,
         stop: StopSignal,
     ) -> Vec<SuiteReport> {
+        let options = ScheduleOptions {
+            jobs,
+            image_jobs: 2,
+            fail_fast,
+        };
+        run_with(engine, suites, options, stop, Vec::new()).await
+    }
+
+    async fn run_with(
+        engine: Arc<MemoryEngine>,
+        suites: Vec<Suite>,
+        options: ScheduleOptions,
+        stop: StopSignal,
+        subscribers: Vec<Box<dyn crate::event::Subscriber>>,
+    ) -> Vec<SuiteReport> {
+        let jobs = options.jobs;
         let reports_dir = tempfile::tempdir().unwrap().keep();
         let ctx = RunContext {
             run_id: "test".into(),
@@ -226,11 +291,49 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
         });
-        let options = ScheduleOptions { jobs, fail_fast };
-        let mut hub = crate::event::Hub::new(Vec::new());
+        let mut hub = crate::event::Hub::new(subscribers);
         let schedule = run_all(engine, suites, Arc::new(ctx), options, stop, events);
         tokio::join!(schedule, hub.follow(inbox));
         hub.finish().suites
+    }
+
+    /// A suite whose image `image` is built from a (pretend) context when missing.
+    fn built_suite(name: &str, image: &str, millis: u64) -> Suite {
+        let mut suite = suite(name, &[&millis.to_string(), "0"]);
+        suite.image = image.into();
+        suite.build = Some("/ctx".into());
+        suite
+    }
+
+    fn options(jobs: usize, image_jobs: usize) -> ScheduleOptions {
+        ScheduleOptions {
+            jobs,
+            image_jobs,
+            fail_fast: false,
+        }
+    }
+
+    /// A subscriber that keeps each event's name (and image or suite), in order.
+    fn event_names() -> (
+        Arc<std::sync::Mutex<Vec<String>>>,
+        Box<dyn crate::event::Subscriber>,
+    ) {
+        let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = names.clone();
+        let subscriber = move |event: &crate::event::Event| {
+            let what = match &event.kind {
+                EventKind::ImageBuildStarted { image, .. } => image.clone(),
+                EventKind::ImageBuildFinished { image, outcome, .. } => {
+                    format!("{image} {outcome:?}")
+                }
+                EventKind::SuiteFinished(report) => report.name.clone(),
+                _ => String::new(),
+            };
+            kept.lock()
+                .unwrap()
+                .push(format!("{} {what}", event.kind.name()).trim().to_string());
+        };
+        (names, Box::new(subscriber))
     }
 
     fn reason(report: &SuiteReport) -> String {
@@ -256,6 +359,114 @@ mod tests {
         assert_eq!(names, ["s0", "s1", "s2", "s3", "s4", "s5", "s6"]);
         assert!(reports.iter().all(|r| r.outcome == Outcome::Passed));
         assert_eq!(engine.leftover(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn builds_run_at_image_jobs_whatever_the_slots() {
+        for (jobs, image_jobs) in [(1, 3), (4, 2)] {
+            let engine = Arc::new(MemoryEngine::default());
+            let suites = (0..6)
+                .map(|i| {
+                    engine.needs_build(&format!("img{i}"), 1000, false);
+                    built_suite(&format!("s{i}"), &format!("img{i}"), 10)
+                })
+                .collect();
+            let options = options(jobs, image_jobs);
+            let reports = run_with(
+                engine.clone(),
+                suites,
+                options,
+                StopSignal::default(),
+                vec![],
+            )
+            .await;
+            assert_eq!(engine.max_running_builds(), image_jobs as u32, "-j {jobs}");
+            assert!(reports.iter().all(|r| r.outcome == Outcome::Passed));
+            assert!((0..6).all(|i| engine.builds_of(&format!("img{i}")) == 1));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_free_slot_goes_to_a_suite_whose_image_is_ready() {
+        let engine = Arc::new(MemoryEngine::default());
+        engine.needs_build("slow-image", 5000, false);
+        let suites = vec![
+            built_suite("waits", "slow-image", 1000),
+            suite("quick1", &["1000", "0"]),
+            suite("quick2", &["1000", "0"]),
+        ];
+        let reports = run(engine.clone(), suites, 1, false, StopSignal::default()).await;
+        assert!(reports.iter().all(|r| r.outcome == Outcome::Passed));
+        let intervals = engine.intervals();
+        let order: Vec<&str> = intervals.iter().map(|i| i.suite.as_str()).collect();
+        assert_eq!(order, ["quick1", "quick2", "waits"]);
+        // The quick suites ran during the build, not after it.
+        assert!(intervals[1].end <= intervals[2].start);
+        assert_eq!(
+            intervals[2].start - intervals[0].start,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_build_fails_its_suites_once_without_a_slot() {
+        let engine = Arc::new(MemoryEngine::default());
+        engine.needs_build("broken", 100, true);
+        let suites = vec![
+            built_suite("a", "broken", 10),
+            built_suite("b", "broken", 10),
+            suite("c", &["1000", "0"]),
+        ];
+        let (names, subscriber) = event_names();
+        let reports = run_with(
+            engine.clone(),
+            suites,
+            options(1, 2),
+            StopSignal::default(),
+            vec![subscriber],
+        )
+        .await;
+        assert_eq!(
+            outcomes(&reports),
+            [
+                ("a", Outcome::Error),
+                ("b", Outcome::Error),
+                ("c", Outcome::Passed)
+            ]
+        );
+        for report in &reports[..2] {
+            assert!(matches!(
+                &report.cause,
+                Some(Cause::ImageBuildFailed { image, .. }) if image == "broken"
+            ));
+        }
+        assert_eq!(engine.builds_of("broken"), 1);
+        let started: Vec<String> = engine.intervals().into_iter().map(|i| i.suite).collect();
+        assert_eq!(started, ["c"]);
+        let names = names.lock().unwrap();
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+        assert!(at("image-build-started broken") < at("image-build-finished broken Failed"));
+        assert!(at("image-build-finished broken Failed") < at("suite-finished a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_cancels_a_build_and_its_suites() {
+        let engine = Arc::new(MemoryEngine::default());
+        engine.needs_build("slow-image", 100_000, false);
+        let stop = StopSignal::default();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stopper.stop(StopReason::Interrupted {
+                signal: crate::stop::Signal::Interrupt,
+            });
+        });
+        let (names, subscriber) = event_names();
+        let suites = vec![built_suite("waits", "slow-image", 10)];
+        let reports = run_with(engine, suites, options(2, 2), stop, vec![subscriber]).await;
+        assert_eq!(outcomes(&reports), [("waits", Outcome::Cancelled)]);
+        let names = names.lock().unwrap();
+        assert!(names.contains(&"image-build-finished slow-image Cancelled".to_string()));
     }
 
     #[tokio::test(start_paused = true)]

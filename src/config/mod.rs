@@ -162,6 +162,8 @@ pub enum NetworkMode {
 pub struct ProjectConfig {
     pub suites_dir: PathBuf,
     pub jobs: Option<usize>,
+    /// Image builds at once (`None`: [`crate::builds::DEFAULT_IMAGE_JOBS`]).
+    pub image_jobs: Option<usize>,
     pub timeout: Duration,
     pub reports_dir: PathBuf,
     pub fail_on: Severity,
@@ -175,6 +177,7 @@ impl Default for ProjectConfig {
         ProjectConfig {
             suites_dir: PathBuf::from("suites"),
             jobs: None,
+            image_jobs: None,
             timeout: Duration::from_secs(600),
             reports_dir: PathBuf::from("reports"),
             fail_on: Severity::High,

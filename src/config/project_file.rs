@@ -19,6 +19,7 @@ use crate::findings::Severity;
 struct RawProject {
     suites: Option<PathText>,
     jobs: Option<AtLeastOne>,
+    image_jobs: Option<AtLeastOne>,
     timeout: Option<Timeout>,
     reports: Option<PathText>,
     fail_on: Option<Severity>,
@@ -77,6 +78,9 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
     ProjectConfig {
         suites_dir: dir(raw.suites, &defaults.suites_dir),
         jobs: raw.jobs.map(|j| usize::try_from(j.0).unwrap_or(usize::MAX)),
+        image_jobs: raw
+            .image_jobs
+            .map(|j| usize::try_from(j.0).unwrap_or(usize::MAX)),
         timeout: raw.timeout.map_or(defaults.timeout, |t| t.0),
         reports_dir: dir(raw.reports, &defaults.reports_dir),
         fail_on: raw.fail_on.unwrap_or(defaults.fail_on),

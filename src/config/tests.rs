@@ -652,9 +652,12 @@ fn project_file_values_and_relative_paths() {
     assert_eq!(project.suites_dir, p.dir.path().join("checks"));
     assert_eq!(project.reports_dir, Path::new("/abs/reports"));
     assert_eq!(project.jobs, Some(4));
+    assert_eq!(project.image_jobs, None);
     assert_eq!(project.timeout, Duration::from_secs(900));
     assert_eq!(project.fail_on, Severity::Medium);
     assert_eq!(project.policy, Policy::default());
+    let file = p.write("phalanx.toml", "image_jobs = 6\n");
+    assert_eq!(load_project(&file).unwrap().image_jobs, Some(6));
     // Keys left out fall back to the defaults, still relative to the project folder.
     let file = p.write("phalanx.toml", "jobs = 2\n");
     assert_eq!(
@@ -716,6 +719,14 @@ fn project_file_errors_name_line_and_key() {
         )
     );
     assert_eq!(e.suite, None);
+    let file = p.write("phalanx.toml", "jobs = 2\nimage_jobs = 0\n");
+    assert_eq!(
+        load_project(&file).unwrap_err().to_string(),
+        format!(
+            "{}:2:14: key `image_jobs`: expected an integer of at least 1, found 0",
+            file.display()
+        )
+    );
     let file = p.write(
         "phalanx.toml",
         "jobs = 2\n[policy]\ncpus = 1\nmemory = \"3m\"\nsuits = 1\n",

@@ -2,8 +2,10 @@
 //!
 //! A suite's `command` is its script: `["<millis>", "<exit code>"]`, optionally followed by
 //! `"fail-create:<n>"` (the first n creates fail with an API error) or `"oom"`. An image
-//! named `missing` does not exist. Each container records when it started and stopped, in
-//! tokio's clock, so tests can run with paused time.
+//! named `missing` does not exist; images given to [`MemoryEngine::needs_build`] are
+//! missing until a build (which takes the given time, and may fail) makes them. Each
+//! container and build records when it ran, in tokio's clock, so tests can run with
+//! paused time.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +42,18 @@ struct State {
     intervals: Vec<Interval>,
     /// Names of the containers the scheduler asked to prepare, in order.
     prepared: Vec<String>,
+    /// Images that exist only once built, by name.
+    buildable: HashMap<String, Buildable>,
+    running_builds: u32,
+    max_running_builds: u32,
+}
+
+struct Buildable {
+    millis: u64,
+    fails: bool,
+    built: bool,
+    /// How many builds were started.
+    builds: u32,
 }
 
 struct Container {
@@ -72,6 +86,64 @@ impl MemoryEngine {
         self.state.lock().unwrap().max_running_weight
     }
 
+    /// Makes `image` missing until a build of `millis` makes it (or fails, when `fails`).
+    pub fn needs_build(&self, image: &str, millis: u64, fails: bool) {
+        let plan = Buildable {
+            millis,
+            fails,
+            built: false,
+            builds: 0,
+        };
+        self.state
+            .lock()
+            .unwrap()
+            .buildable
+            .insert(image.to_string(), plan);
+    }
+
+    /// How many builds of `image` were started.
+    pub fn builds_of(&self, image: &str) -> u32 {
+        let state = self.state.lock().unwrap();
+        state.buildable.get(image).map_or(0, |b| b.builds)
+    }
+
+    /// The largest number of image builds that ran at the same time.
+    pub fn max_running_builds(&self) -> u32 {
+        self.state.lock().unwrap().max_running_builds
+    }
+
+    /// Whether `image` is missing because it was given to [`MemoryEngine::needs_build`] and
+    /// no build made it yet.
+    fn unbuilt(&self, image: &str) -> bool {
+        let state = self.state.lock().unwrap();
+        state.buildable.get(image).is_some_and(|b| !b.built)
+    }
+
+    /// Runs the planned build of `image`: its time passes, then it exists or fails.
+    async fn simulate_build(&self, image: &str, log: &Path) -> Result<(), EngineError> {
+        let (millis, fails) = {
+            let mut state = self.state.lock().unwrap();
+            let plan = state.buildable.get_mut(image).expect("planned");
+            plan.builds += 1;
+            let planned = (plan.millis, plan.fails);
+            state.running_builds += 1;
+            state.max_running_builds = state.max_running_builds.max(state.running_builds);
+            planned
+        };
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        let mut state = self.state.lock().unwrap();
+        state.running_builds -= 1;
+        if fails {
+            return Err(EngineError::Build {
+                image: image.to_string(),
+                message: "simulated build failure".into(),
+                log: log.to_path_buf(),
+            });
+        }
+        state.buildable.get_mut(image).expect("planned").built = true;
+        Ok(())
+    }
+
     fn suite_of(spec: &ContainerSpec) -> String {
         spec.labels
             .get(crate::runner::SUITE_LABEL)
@@ -98,9 +170,12 @@ impl Engine for MemoryEngine {
     async fn ensure_image(
         &self,
         suite: &Suite,
-        _build_log: &Path,
+        build_log: &Path,
     ) -> Result<ImageInfo, EngineError> {
-        if suite.image == "missing" {
+        if self.unbuilt(&suite.image) && suite.build.is_some() {
+            self.simulate_build(&suite.image, build_log).await?;
+        }
+        if suite.image == "missing" || self.unbuilt(&suite.image) {
             return Err(EngineError::ImageMissing {
                 image: suite.image.clone(),
             });
@@ -208,16 +283,20 @@ impl Engine for MemoryEngine {
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
-        Ok(image != "missing")
+        Ok(image != "missing" && !self.unbuilt(image))
     }
 
-    /// A build "succeeds" unless the context folder has no Dockerfile, as Docker's would.
+    /// A planned build ([`MemoryEngine::needs_build`]) runs as planned; any other build
+    /// "succeeds" unless the context folder has no Dockerfile, as Docker's would.
     async fn build_image(
         &self,
         context: &Path,
         image: &str,
         log: &Path,
     ) -> Result<(), EngineError> {
+        if self.state.lock().unwrap().buildable.contains_key(image) {
+            return self.simulate_build(image, log).await;
+        }
         if context.join("Dockerfile").is_file() {
             return Ok(());
         }

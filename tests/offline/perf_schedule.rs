@@ -52,6 +52,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
         },
         options: ScheduleOptions {
             jobs,
+            image_jobs: 2,
             fail_fast: false,
         },
         suites,
