@@ -86,7 +86,25 @@ impl Builds {
         stop: StopSignal,
         events: EventSender,
     ) -> Builds {
-        let jobs = images::jobs(suites);
+        Builds::start_jobs(
+            engine,
+            images::jobs(suites),
+            reports_dir,
+            image_jobs,
+            stop,
+            events,
+        )
+    }
+
+    /// [`Builds::start`] for images already grouped (`phalanx images`).
+    pub fn start_jobs<E: Engine>(
+        engine: Arc<E>,
+        jobs: Vec<ImageJob>,
+        reports_dir: &Path,
+        image_jobs: usize,
+        stop: StopSignal,
+        events: EventSender,
+    ) -> Builds {
         let pending = jobs
             .iter()
             .map(|j| (j.image.clone(), ImageState::Pending))

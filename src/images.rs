@@ -1,21 +1,25 @@
-//! `phalanx images`: builds the images of the selected suites ahead of a run, one after
-//! another, showing which step each build is at.
+//! `phalanx images`: builds the images of the selected suites ahead of a run, several at
+//! once (`image_jobs`, as a run does), showing which step each build is at.
 //!
-//! A run builds a missing image by itself (the engine's `ensure_image`), but then the first
-//! run of a fresh machine spends minutes in builds before any result. Building ahead keeps
+//! A run builds the missing images itself as it starts, but then the first run of a fresh
+//! machine spends minutes in builds before most results. Building ahead keeps
 //! that out of the run: in a CI job's setup step, or before an air-gapped machine is cut
-//! off. Builds run one at a time: they compete for the same CPU and network, and a later
-//! Dockerfile that starts with the same steps as an earlier one then reuses its layers.
+//! off. Builds run through the same phase as a run's ([`crate::builds`]).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::builds::{Builds, ImageState};
+use crate::cause::Cause;
 use crate::config::Suite;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
+use crate::event::{BuildOutcome, EventKind};
+use crate::stop::StopSignal;
 
 /// One image to make, and the suites that run it.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +38,7 @@ pub enum ImageOutcome {
     Built {
         took: Duration,
     },
-    Failed(EngineError),
+    Failed(Cause),
 }
 
 /// The distinct images `suites` need, in the order first needed, each with its build
@@ -65,72 +69,168 @@ pub fn build_log(reports_dir: &Path, job: &ImageJob) -> PathBuf {
     reports_dir.join("logs").join(format!("{suite}.build.log"))
 }
 
-/// Makes every image in `jobs` that is missing, one at a time, printing one line per
-/// image to `out` (and, on a terminal, a spinner with the build's current step).
+/// Makes every image in `jobs` that is missing, `image_jobs` at a time, printing one line
+/// per image to `out` as it settles (and, on a terminal, a spinner per running build with
+/// the step it is at; elsewhere, a line when each build starts).
 pub async fn build_all<E: Engine>(
-    engine: &E,
+    engine: Arc<E>,
     jobs: &[ImageJob],
     reports_dir: &Path,
+    image_jobs: usize,
     out: &mut dyn Write,
 ) -> Vec<(ImageJob, ImageOutcome)> {
+    let (events, mut inbox) = crate::event::channel();
+    let builds = Builds::start_jobs(
+        engine,
+        jobs.to_vec(),
+        reports_dir,
+        image_jobs,
+        StopSignal::default(),
+        events,
+    );
+    let mut shown = Shown::new(jobs, out);
+    // The inbox closes once every image has settled.
+    while let Some(event) = inbox.recv().await {
+        shown.event(&event, reports_dir);
+    }
+    let mut states = builds.finish().await;
     let mut done = Vec::with_capacity(jobs.len());
-    let width = jobs.iter().map(|j| j.image.len()).max().unwrap_or(0);
-    for (i, job) in jobs.iter().enumerate() {
-        let counter = format!("[{}/{}]", i + 1, jobs.len());
-        let log = build_log(reports_dir, job);
-        let outcome = make(engine, job, &log, &counter).await;
-        let line = match &outcome {
-            ImageOutcome::Present => "present".to_string(),
-            ImageOutcome::Built { took } => format!("built in {}s", took.as_secs()),
-            ImageOutcome::Failed(e) => format!("FAILED: {e}"),
+    for job in jobs {
+        let outcome = match states.remove(&job.image) {
+            Some(ImageState::Built { took }) => ImageOutcome::Built { took },
+            Some(ImageState::Failed(cause)) => ImageOutcome::Failed(cause),
+            // The engine could not say, or nothing settled it: only a build makes it sure.
+            Some(ImageState::Unknown | ImageState::Pending | ImageState::Cancelled) | None => {
+                ImageOutcome::Failed(Cause::ImageMissing {
+                    image: job.image.clone(),
+                })
+            }
+            Some(ImageState::Present) => ImageOutcome::Present,
         };
-        let _ = writeln!(out, "{counter} {:width$}  {line}", job.image);
+        // Built and failed builds were shown as they ended.
+        if !shown.printed.contains(&job.image) {
+            shown.line(&job.image, &outcome_text(&outcome));
+        }
         done.push((job.clone(), outcome));
     }
+    shown.finish();
     done
 }
 
-async fn make<E: Engine>(engine: &E, job: &ImageJob, log: &Path, counter: &str) -> ImageOutcome {
-    match engine.image_exists(&job.image).await {
-        Ok(true) => return ImageOutcome::Present,
-        Ok(false) => {}
-        Err(e) => return ImageOutcome::Failed(e),
-    }
-    let Some(context) = &job.context else {
-        return ImageOutcome::Failed(EngineError::ImageMissing {
-            image: job.image.clone(),
-        });
-    };
-    // A build appends to its log; a log from an earlier attempt would only confuse.
-    let _ = tokio::fs::remove_file(log).await;
-    let started = Instant::now();
-    let spinner = Spinner::start(format!("{counter} building {}", job.image), log);
-    let result = engine.build_image(context, &job.image, log).await;
-    spinner.stop();
-    match result {
-        Ok(()) => ImageOutcome::Built {
-            took: started.elapsed(),
-        },
-        Err(e) => ImageOutcome::Failed(e),
+fn outcome_text(outcome: &ImageOutcome) -> String {
+    match outcome {
+        ImageOutcome::Present => "present".to_string(),
+        ImageOutcome::Built { took } => format!("built in {}s", took.as_secs()),
+        ImageOutcome::Failed(cause) => format!("FAILED: {cause}"),
     }
 }
 
-/// On a terminal: a spinner whose message is the build's latest `Step N/M` line, read from
-/// the build log as it grows. Elsewhere (CI logs) nothing: the final line per image says it.
+/// What `phalanx images` shows while the builds run.
+struct Shown<'a> {
+    out: &'a mut dyn Write,
+    width: usize,
+    total: usize,
+    /// Images with their final line printed.
+    printed: Vec<String>,
+    /// On a terminal: the bars, and a spinner per running build.
+    bars: Option<MultiProgress>,
+    spinners: Vec<(String, Spinner)>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(jobs: &[ImageJob], out: &'a mut dyn Write) -> Self {
+        let terminal = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        Shown {
+            out,
+            width: jobs.iter().map(|j| j.image.len()).max().unwrap_or(0),
+            total: jobs.len(),
+            printed: Vec::new(),
+            bars: terminal.then(MultiProgress::new),
+            spinners: Vec::new(),
+        }
+    }
+
+    fn event(&mut self, event: &EventKind, reports_dir: &Path) {
+        match event {
+            EventKind::ImageBuildStarted { image, suites } => {
+                let log = build_log(
+                    reports_dir,
+                    &ImageJob {
+                        image: image.clone(),
+                        context: None,
+                        suites: suites.clone(),
+                    },
+                );
+                match &self.bars {
+                    Some(bars) => {
+                        let spinner = Spinner::start(bars, format!("building {image}"), &log);
+                        self.spinners.push((image.clone(), spinner));
+                    }
+                    None => {
+                        let text =
+                            format!("[ /{}] {image:w$}  building", self.total, w = self.width);
+                        let _ = writeln!(self.out, "{text}");
+                    }
+                }
+            }
+            EventKind::ImageBuildFinished {
+                image,
+                outcome,
+                duration,
+                cause,
+                ..
+            } => {
+                if let Some(at) = self.spinners.iter().position(|(i, _)| i == image) {
+                    self.spinners.remove(at).1.stop();
+                }
+                let text = match (outcome, cause) {
+                    (BuildOutcome::Failed, Some(cause)) => format!("FAILED: {cause}"),
+                    (BuildOutcome::Built, _) => format!("built in {}s", duration.as_secs()),
+                    (other, _) => format!("{other:?}").to_lowercase(),
+                };
+                self.line(image, &text);
+            }
+            _ => {}
+        }
+    }
+
+    /// `[3/9] phalanx/bandit:1      built in 41s`, above any spinners.
+    fn line(&mut self, image: &str, text: &str) {
+        self.printed.push(image.to_string());
+        let line = format!(
+            "[{}/{}] {image:w$}  {text}",
+            self.printed.len(),
+            self.total,
+            w = self.width
+        );
+        let out = &mut self.out;
+        match &self.bars {
+            Some(bars) => bars.suspend(|| writeln!(out, "{line}")),
+            None => writeln!(out, "{line}"),
+        }
+        .ok();
+    }
+
+    fn finish(self) {
+        for (_, spinner) in self.spinners {
+            spinner.stop();
+        }
+        if let Some(bars) = self.bars {
+            let _ = bars.clear();
+        }
+    }
+}
+
+/// A spinner whose message is the build's latest `Step N/M` line, read from the build log
+/// as it grows.
 struct Spinner {
-    bar: Option<ProgressBar>,
-    follow: Option<tokio::task::JoinHandle<()>>,
+    bar: ProgressBar,
+    follow: tokio::task::JoinHandle<()>,
 }
 
 impl Spinner {
-    fn start(prefix: String, log: &Path) -> Spinner {
-        if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
-            return Spinner {
-                bar: None,
-                follow: None,
-            };
-        }
-        let bar = ProgressBar::new_spinner();
+    fn start(bars: &MultiProgress, prefix: String, log: &Path) -> Spinner {
+        let bar = bars.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -148,19 +248,12 @@ impl Spinner {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        Spinner {
-            bar: Some(bar),
-            follow: Some(follow),
-        }
+        Spinner { bar, follow }
     }
 
     fn stop(self) {
-        if let Some(follow) = self.follow {
-            follow.abort();
-        }
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
+        self.follow.abort();
+        self.bar.finish_and_clear();
     }
 }
 
@@ -219,6 +312,37 @@ mod tests {
             build_log(Path::new("r"), &jobs[1]),
             Path::new("r/logs/c.build.log")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn builds_the_missing_images_concurrently_and_says_what_became_of_each() {
+        use crate::engine::memory::MemoryEngine;
+        let engine = Arc::new(MemoryEngine::default());
+        let mut files = vec![("here", "image = \"mem:1\"\n".to_string())];
+        let names: Vec<String> = (0..3).map(|i| format!("s{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            engine.needs_build(&format!("img{i}:1"), 1000 * (i as u64 + 1), i == 2);
+            let body = format!("image = \"img{i}:1\"\nbuild = \"../ctx\"\n");
+            files.push((name.as_str(), body));
+        }
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, b)| (*n, b.as_str())).collect();
+        let jobs = jobs(&suites(&files));
+        let reports = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        let done = build_all(engine.clone(), &jobs, reports.path(), 2, &mut out).await;
+        assert_eq!(engine.max_running_builds(), 2);
+        let counts = tally(&done);
+        assert_eq!(
+            (counts["built"], counts["present"], counts["failed"]),
+            (2, 1, 1)
+        );
+        let text = String::from_utf8(out).unwrap();
+        let last: Vec<&str> = text.lines().filter(|l| !l.ends_with("building")).collect();
+        assert_eq!(last.len(), 4, "{text}");
+        assert!(last[0].starts_with("[1/4] img0:1") && last[0].ends_with("built in 1s"));
+        assert!(last[1].contains("img1:1") && last[1].ends_with("built in 2s"));
+        assert!(last[2].contains("img2:1  FAILED: building image `img2:1` failed"));
+        assert!(last[3].starts_with("[4/4] mem:1") && last[3].ends_with("present"));
     }
 
     #[test]

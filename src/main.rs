@@ -360,7 +360,15 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
     let jobs = images::jobs(&suites);
-    let done = images::build_all(&engine, &jobs, &reports, &mut std::io::stdout()).await;
+    let image_jobs = image_jobs(args.image_jobs, project);
+    let done = images::build_all(
+        Arc::new(engine),
+        &jobs,
+        &reports,
+        image_jobs,
+        &mut std::io::stdout(),
+    )
+    .await;
     let counts = images::tally(&done);
     println!(
         "{} image(s): {} built, {} present, {} failed",
