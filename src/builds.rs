@@ -118,16 +118,8 @@ impl Builds {
             board,
         });
         let mut tasks = JoinSet::new();
-        for job in jobs {
-            let log = images::build_log(reports_dir, &job);
-            let shared = Arc::clone(&shared);
-            tasks.spawn(async move {
-                let state = settle(&shared, &job, &log).await;
-                shared.board.send_modify(|board| {
-                    board.insert(job.image.clone(), state);
-                });
-            });
-        }
+        let reports_dir = reports_dir.to_path_buf();
+        tasks.spawn(async move { coordinate(shared, jobs, &reports_dir).await });
         Builds {
             board: watching,
             tasks,
@@ -161,23 +153,66 @@ impl Builds {
     }
 }
 
-async fn settle<E: Engine>(shared: &Shared<E>, job: &ImageJob, log: &Path) -> ImageState {
-    let image = &job.image;
-    match shared.engine.image_exists(image).await {
-        Ok(true) => return ImageState::Present,
-        Ok(false) => {}
-        Err(_) => return ImageState::Unknown,
+impl<E> Shared<E> {
+    fn settled(&self, image: &str, state: ImageState) {
+        self.board.send_modify(|board| {
+            board.insert(image.to_string(), state);
+        });
     }
-    let Some(context) = &job.context else {
-        let missing = EngineError::ImageMissing {
-            image: image.clone(),
+}
+
+/// Looks every image up at once, then starts the builds in the order of `jobs` (the order
+/// their suites run in), so the first free build permit goes to the first suite's image.
+async fn coordinate<E: Engine>(shared: Arc<Shared<E>>, jobs: Vec<ImageJob>, reports_dir: &Path) {
+    let lookups = jobs
+        .iter()
+        .map(|job| shared.engine.image_exists(&job.image));
+    let found = futures::future::join_all(lookups).await;
+    let mut missing = Vec::new();
+    for (job, found) in jobs.into_iter().zip(found) {
+        let state = match (found, &job.context) {
+            (Ok(true), _) => ImageState::Present,
+            (Err(_), _) => ImageState::Unknown,
+            (Ok(false), Some(_)) => {
+                missing.push(job);
+                continue;
+            }
+            (Ok(false), None) => ImageState::Failed(Cause::from(EngineError::ImageMissing {
+                image: job.image.clone(),
+            })),
         };
-        return ImageState::Failed(Cause::from(missing));
-    };
-    let permit = tokio::select! {
-        permit = shared.permits.clone().acquire_owned() => permit.expect("never closed"),
-        () = shared.stop.stopped() => return ImageState::Cancelled,
-    };
+        shared.settled(&job.image, state);
+    }
+    let mut building = JoinSet::new();
+    let mut missing = missing.into_iter();
+    while let Some(job) = missing.next() {
+        let permit = tokio::select! {
+            permit = shared.permits.clone().acquire_owned() => permit.expect("never closed"),
+            () = shared.stop.stopped() => {
+                for job in std::iter::once(job).chain(missing.by_ref()) {
+                    shared.settled(&job.image, ImageState::Cancelled);
+                }
+                break;
+            }
+        };
+        let log = images::build_log(reports_dir, &job);
+        let shared = Arc::clone(&shared);
+        building.spawn(async move {
+            let state = build_one(&shared, &job, &log).await;
+            drop(permit);
+            shared.settled(&job.image, state);
+        });
+    }
+    building.join_all().await;
+}
+
+/// Builds one missing image, telling the run when it starts and how it ended.
+async fn build_one<E: Engine>(shared: &Shared<E>, job: &ImageJob, log: &Path) -> ImageState {
+    let image = &job.image;
+    let context = job
+        .context
+        .as_deref()
+        .expect("only jobs with a context are built");
     shared.events.send(EventKind::ImageBuildStarted {
         image: image.clone(),
         suites: job.suites.clone(),
@@ -188,7 +223,6 @@ async fn settle<E: Engine>(shared: &Shared<E>, job: &ImageJob, log: &Path) -> Im
         // Dropping the build stream aborts the build on the engine.
         () = shared.stop.stopped() => None,
     };
-    drop(permit);
     let took = clock.elapsed();
     let (outcome, state) = match built {
         Some(Ok(())) => (BuildOutcome::Built, ImageState::Built { took }),

@@ -387,6 +387,44 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn builds_start_in_plan_order_however_long_the_lookups_take() {
+        let engine = Arc::new(MemoryEngine::default());
+        let suites = ["a", "b", "c"]
+            .iter()
+            .zip([30, 10, 0])
+            .map(|(name, inspect)| {
+                engine.needs_build(&format!("img-{name}"), 100, false);
+                engine.inspect_takes(&format!("img-{name}"), inspect);
+                built_suite(name, &format!("img-{name}"), 10)
+            })
+            .collect();
+        let (names, subscriber) = event_names();
+        run_with(
+            engine,
+            suites,
+            options(1, 1),
+            StopSignal::default(),
+            vec![subscriber],
+        )
+        .await;
+        let started: Vec<String> = names
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n.starts_with("image-build-started"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            started,
+            [
+                "image-build-started img-a",
+                "image-build-started img-b",
+                "image-build-started img-c"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_free_slot_goes_to_a_suite_whose_image_is_ready() {
         let engine = Arc::new(MemoryEngine::default());
         engine.needs_build("slow-image", 5000, false);

@@ -46,6 +46,8 @@ struct State {
     buildable: HashMap<String, Buildable>,
     running_builds: u32,
     max_running_builds: u32,
+    /// How long looking up an image takes, by name (none: no time).
+    inspect_millis: HashMap<String, u64>,
 }
 
 struct Buildable {
@@ -99,6 +101,12 @@ impl MemoryEngine {
             .unwrap()
             .buildable
             .insert(image.to_string(), plan);
+    }
+
+    /// Makes looking up `image` take `millis`.
+    pub fn inspect_takes(&self, image: &str, millis: u64) {
+        let mut state = self.state.lock().unwrap();
+        state.inspect_millis.insert(image.to_string(), millis);
     }
 
     /// How many builds of `image` were started.
@@ -283,6 +291,16 @@ impl Engine for MemoryEngine {
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        let millis = self
+            .state
+            .lock()
+            .unwrap()
+            .inspect_millis
+            .get(image)
+            .copied();
+        if let Some(millis) = millis {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+        }
         Ok(image != "missing" && !self.unbuilt(image))
     }
 
