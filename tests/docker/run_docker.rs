@@ -565,3 +565,78 @@ async fn an_event_log_that_cannot_be_written_costs_only_the_log() {
     assert!(stderr.contains("cannot create the event log"), "{stderr}");
     assert!(ws.reports_dir().join("run.json").is_file(), "{stderr}");
 }
+
+/// Missing images are built by the run's build phase: a broken build fails every suite that
+/// needs it, once (one build, one cause), while a suite whose image builds runs.
+#[tokio::test]
+async fn a_broken_build_fails_its_suites_once_and_the_others_run() {
+    let probe = probe_image().await;
+    let ws = Workspace::new();
+    let tag = unique("build");
+    let (broken_image, built_image) = (
+        format!("phalanx-test/broken-{tag}:1"),
+        format!("phalanx-test/built-{tag}:1"),
+    );
+    for (dir, body) in [
+        (
+            "broken",
+            format!("FROM {probe}\nRUN [\"/probe\", \"exit\", \"7\"]\n"),
+        ),
+        ("built", format!("FROM {probe}\nLABEL phalanx.test={tag}\n")),
+    ] {
+        std::fs::create_dir_all(ws.root().join(dir)).unwrap();
+        std::fs::write(ws.root().join(dir).join("Dockerfile"), body).unwrap();
+    }
+    let (first, second, ok) = (unique("first"), unique("second"), unique("ok"));
+    for name in [&first, &second] {
+        let extra = "build = \"../broken\"";
+        ws.suite(name, &probe_suite(&broken_image, &["exit", "0"], extra));
+    }
+    let extra = "build = \"../built\"";
+    ws.suite(&ok, &probe_suite(&built_image, &["exit", "0"], extra));
+
+    let run = run(
+        &ws,
+        &["--events", "reports/events.jsonl", "--image-jobs", "2"],
+    )
+    .await;
+    let _ = support::docker()
+        .await
+        .remove_image(
+            &built_image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.outcome(&ok), "passed", "{}", run.stderr);
+    for name in [&first, &second] {
+        assert_eq!(run.outcome(name), "error");
+        assert_eq!(run.suite(name)["cause"]["kind"], "image-build-failed");
+        assert!(
+            run.reason(name).contains(&broken_image),
+            "{}",
+            run.reason(name)
+        );
+    }
+    let events: Vec<Value> = read(&ws.reports_dir().join("events.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str, image: &str| -> Vec<&Value> {
+        let matching = events
+            .iter()
+            .filter(|e| e["event"] == kind && e["image"] == image);
+        matching.collect()
+    };
+    assert_eq!(of("image-build-started", &broken_image).len(), 1);
+    let ended = of("image-build-finished", &broken_image);
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0]["outcome"], "failed");
+    assert_eq!(ended[0]["suites"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        of("image-build-finished", &built_image)[0]["outcome"],
+        "built"
+    );
+}
