@@ -171,6 +171,12 @@ struct RunArgs {
     /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
     #[arg(long, value_name = "PATH")]
     suppressions: Option<PathBuf>,
+    /// Print the resolved plan and run nothing: the suites in start order with their
+    /// expected durations, which images exist and which would be built, each suite's
+    /// effective policy, and the shard. `--dry-run=json` prints it as one JSON document
+    /// (`--json` already names run.json's path). Exit 0, or 2 for what a run would refuse.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text")]
+    dry_run: Option<DryRunFormat>,
     /// Write every event of the run to PATH as it happens, one JSON object per line
     /// (README: "Event stream"). `-` is stdout; everything else then goes to stderr.
     #[arg(long, value_name = "PATH")]
@@ -182,6 +188,12 @@ impl RunArgs {
     fn events_on_stdout(&self) -> bool {
         self.events.as_deref() == Some(Path::new("-"))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DryRunFormat {
+    Text,
+    Json,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -472,6 +484,9 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         history: load_history(&args.history),
         partition: args.partition.map(|p| p.to_string()),
     };
+    if let Some(format) = args.dry_run {
+        return Ok(dry_run(&plan, format).await);
+    }
     let subscribers = subscribers(&args, plan.suites.len());
     let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
@@ -490,6 +505,49 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     }
     write_reports(&report, &paths, args.events_on_stdout())?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `run --dry-run`: what the run would do, from the plan and what the engine (if it
+/// answers) says of each image; nothing is started, written or recorded.
+async fn dry_run(plan: &RunPlan, format: DryRunFormat) -> ExitCode {
+    use phalanx::dry_run::{DryRun, ImageState, Inputs};
+    let engine = DockerEngine::connect().await.ok();
+    let mut images = std::collections::HashMap::new();
+    for suite in &plan.suites {
+        if images.contains_key(&suite.image) {
+            continue;
+        }
+        let state = match &engine {
+            None => ImageState::Unknown,
+            Some(engine) => match engine.image_exists(&suite.image).await {
+                Ok(true) => ImageState::Present,
+                Ok(false) if suite.build.is_some() => ImageState::WouldBuild,
+                Ok(false) => ImageState::Missing,
+                Err(_) => ImageState::Unknown,
+            },
+        };
+        images.insert(suite.image.clone(), state);
+    }
+    let order = plan::longest_first(&plan.suites, &plan.history);
+    let expected = |suite: &Suite| plan.history.expected(suite);
+    let dry = DryRun::new(Inputs {
+        suites: &plan.suites,
+        order: &order,
+        expected: &expected,
+        images: &images,
+        jobs: plan.options.jobs,
+        target: plan.context.target.clone(),
+        partition: plan.partition.clone(),
+        invalid_suites: plan.invalid_suites.clone(),
+    });
+    match format {
+        DryRunFormat::Text => print!("{}", dry.to_text()),
+        DryRunFormat::Json => match serde_json::to_string_pretty(&dry) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot write the plan as JSON: {e}"),
+        },
+    }
+    ExitCode::from(dry.exit_code())
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.
