@@ -90,6 +90,20 @@ impl History {
         Ok(History { entries })
     }
 
+    /// A history of these entries (the run store keeps them in a table).
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> History {
+        let entries = entries
+            .into_iter()
+            .filter(|e| e.expected_secs.is_finite() && e.expected_secs >= 0.0)
+            .map(|e| ((e.name.clone(), e.image.clone()), e))
+            .collect();
+        History { entries }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     /// How long `suite` is expected to take, if it ran before with the same image.
     pub fn expected(&self, suite: &Suite) -> Option<Duration> {
         self.entries

@@ -20,3 +20,4 @@ pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod store;

@@ -164,6 +164,9 @@ pub struct ProjectConfig {
     pub reports_dir: PathBuf,
     pub fail_on: Severity,
     pub policy: Policy,
+    /// `[store]`: the run store's path (relative to the file's folder; without the table,
+    /// `.phalanx/phalanx.db` in the working directory) and `keep_runs`.
+    pub store: crate::store::StoreSettings,
 }
 
 impl Default for ProjectConfig {
@@ -175,6 +178,7 @@ impl Default for ProjectConfig {
             reports_dir: PathBuf::from("reports"),
             fail_on: Severity::High,
             policy: Policy::default(),
+            store: crate::store::StoreSettings::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::values::{AtLeastOne, PathText, Timeout};
 use crate::findings::Severity;
+use crate::store::StoreSettings;
 
 /// `phalanx.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -22,6 +23,15 @@ struct RawProject {
     reports: Option<PathText>,
     fail_on: Option<Severity>,
     policy: Option<RawPolicy>,
+    store: Option<RawStore>,
+}
+
+/// `[store]`: where the run store is and how many runs it keeps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathText>,
+    keep_runs: Option<AtLeastOne>,
 }
 
 /// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
@@ -77,5 +87,14 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         reports_dir: dir(raw.reports, &defaults.reports_dir),
         fail_on: raw.fail_on.unwrap_or(defaults.fail_on),
         policy: raw.policy.unwrap_or_default().over(&defaults.policy),
+        store: match raw.store {
+            None => defaults.store,
+            Some(store) => StoreSettings {
+                path: store.path.map_or(defaults.store.path, |p| folder.join(p.0)),
+                keep_runs: store.keep_runs.map_or(defaults.store.keep_runs, |k| {
+                    usize::try_from(k.0).unwrap_or(usize::MAX)
+                }),
+            },
+        },
     }
 }
