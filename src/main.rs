@@ -12,7 +12,7 @@ use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::findings::Severity;
-use phalanx::history::{self, History};
+use phalanx::history;
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
@@ -21,6 +21,7 @@ use phalanx::report::{json, junit, sarif, summary};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
+use phalanx::store::{self, QueryError, RunFilter, Store, StoreSettings};
 
 const PROJECT_FILE: &str = "phalanx.toml";
 
@@ -61,6 +62,58 @@ enum Command {
         #[arg(long = "run", value_name = "RUN_ID")]
         run_id: Option<String>,
     },
+    /// List the recorded runs, newest first.
+    Runs {
+        #[command(flatten)]
+        store: StoreArg,
+        /// At most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Only runs of this target.
+        #[arg(long, value_name = "PATH")]
+        target: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One recorded run's suites and findings.
+    Show {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A run id, the start of one, `last` or `last~N`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Findings of HEAD [default: last] against BASE [default: the run before HEAD of the
+    /// same target and selection]: new, fixed and unchanged, matched by fingerprint.
+    Diff {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(value_name = "BASE")]
+        base: Option<String>,
+        #[arg(value_name = "HEAD")]
+        head: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a new, unsuppressed finding is at or above this severity.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on_new: Option<Severity>,
+    },
+    /// Delete all but the newest N runs from the run store, with their findings.
+    Prune {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
+}
+
+#[derive(Args)]
+struct StoreArg {
+    /// The run store [default: from phalanx.toml's [store] path, else .phalanx/phalanx.db].
+    #[arg(long = "store", value_name = "PATH", env = "PHALANX_STORE")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -128,10 +181,15 @@ struct RunArgs {
     /// that N CI jobs given 1/N … N/N split them.
     #[arg(long, value_name = "hash:M/N")]
     partition: Option<plan::Partition>,
-    /// Suite durations of earlier runs, used to start the longest suites first, and
-    /// updated after the run.
-    #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
-    history: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Run without the run store: the run is not recorded and suites start in plan order.
+    #[arg(long)]
+    no_store: bool,
+    /// Deprecated: durations now live in the run store. Names the old history file to
+    /// import into it once [default: .phalanx/history.json].
+    #[arg(long, value_name = "PATH", hide = true)]
+    history: Option<PathBuf>,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -178,6 +236,21 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Run(args) => run(&project, args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
+        Command::Runs {
+            store,
+            limit,
+            target,
+            json,
+        } => runs(&project, &store, limit, target, json),
+        Command::Show { store, run, json } => show(&project, &store, &run, json),
+        Command::Diff {
+            store,
+            base,
+            head,
+            json,
+            fail_on_new,
+        } => diff(&project, &store, base, head, json, fail_on_new),
+        Command::Prune { store, keep } => prune(&project, &store, keep),
     }
 }
 
@@ -364,6 +437,8 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         .map(|j| j as usize)
         .or(project.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (mut recorder, history) = open_store(project, &args);
+    let facts = store::RunFacts::gather(&target, store::Selection::new(&args.names, &args.tags));
     let run_id = run::new_run_id();
     let plan = RunPlan {
         run_id: run_id.clone(),
@@ -378,7 +453,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         },
         suites,
         invalid_suites,
-        history: load_history(&args.history),
+        history,
         partition: args.partition.map(|p| p.to_string()),
     };
     let report = match connect().await {
@@ -393,10 +468,11 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         Err(Failure::Infra(message)) => unreachable_report(plan, &message),
         Err(other) => return Err(other),
     };
-    if let Some(warning) = history::record_run(&args.history, &report.suites) {
+    let written = write_reports(&report, &paths);
+    if let Some(warning) = recorder.record(&report, &facts) {
         eprintln!("warning: {warning}");
     }
-    write_reports(&report, &paths)?;
+    written?;
     Ok(ExitCode::from(report.exit_code() as u8))
 }
 
@@ -447,13 +523,118 @@ fn shard(
     (suites, invalid)
 }
 
-/// The history of earlier runs; one that cannot be used only costs the ordering.
-fn load_history(path: &Path) -> History {
-    let (history, warning) = History::load(path);
-    if let Some(warning) = warning {
+/// The run store and the durations it expects; a store that cannot be used only costs
+/// the ordering and the record, never the run.
+fn open_store(project: &ProjectConfig, args: &RunArgs) -> (store::RunRecorder, history::History) {
+    if args.history.is_some() {
+        eprintln!(
+            "warning: --history is deprecated: durations live in the run store, which imports that file once"
+        );
+    }
+    if args.no_store {
+        return (store::RunRecorder::off(), history::History::default());
+    }
+    let old = args
+        .history
+        .clone()
+        .unwrap_or_else(|| history::DEFAULT_PATH.into());
+    let opened = store::RunRecorder::open(&store_settings(project, &args.store), &old);
+    for warning in opened.warnings {
         eprintln!("warning: {warning}");
     }
-    history
+    (opened.recorder, opened.history)
+}
+
+fn store_settings(project: &ProjectConfig, arg: &StoreArg) -> StoreSettings {
+    StoreSettings {
+        path: arg
+            .path
+            .clone()
+            .unwrap_or_else(|| project.store.path.clone()),
+        keep_runs: project.store.keep_runs,
+    }
+}
+
+fn open_existing(project: &ProjectConfig, arg: &StoreArg) -> Result<Store, Failure> {
+    Store::open_existing(&store_settings(project, arg).path).map_err(|e| query_failure(e.into()))
+}
+
+fn query_failure(e: QueryError) -> Failure {
+    match e.exit_code() {
+        2 => Failure::Usage(e.to_string()),
+        _ => Failure::Infra(e.to_string()),
+    }
+}
+
+/// Prints `value` as JSON, or as the text `render` makes of it.
+fn print_view<T: serde::Serialize>(json: bool, value: &T, render: impl Fn(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("views serialise")
+        );
+    } else {
+        print!("{}", render(value));
+    }
+}
+
+fn runs(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    limit: usize,
+    target: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let target = target.map(|t| {
+        absolute_target(&t)
+            .or_else(|_| std::path::absolute(&t))
+            .unwrap_or(t)
+    });
+    let filter = RunFilter {
+        limit: Some(limit),
+        target,
+    };
+    let list = store.runs(&filter).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &list, |l| store::view::runs_table(l));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    run: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let run = store.resolve(run).map_err(query_failure)?;
+    let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &detail, store::view::run_detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    base: Option<String>,
+    head: Option<String>,
+    json: bool,
+    fail_on_new: Option<Severity>,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let diff = store
+        .diff_refs(base.as_deref(), head.as_deref())
+        .map_err(query_failure)?;
+    print_view(json, &diff, store::view::diff);
+    let gate = fail_on_new.is_some_and(|t| diff.new_at_or_above(t) > 0);
+    Ok(ExitCode::from(u8::from(gate)))
+}
+
+fn prune(project: &ProjectConfig, arg: &StoreArg, keep: usize) -> Result<ExitCode, Failure> {
+    let mut store = open_existing(project, arg)?;
+    let deleted = store.prune(keep).map_err(|e| query_failure(e.into()))?;
+    println!("deleted {deleted} run(s); {keep} newest kept at most");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The broken suite files the user asked for: all of them when nothing is selected, else
