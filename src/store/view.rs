@@ -45,7 +45,12 @@ pub fn run_detail(detail: &RunDetail) -> String {
         duration(r.duration),
         r.exit_code
     );
-    let _ = writeln!(out, "target {}  git {}", r.target.display(), git(r));
+    let _ = writeln!(
+        out,
+        "target {}  git {}",
+        clean(&r.target.display().to_string()),
+        clean(&git(r))
+    );
     let selection = &r.selection;
     if !selection.suites.is_empty() || !selection.tags.is_empty() || r.partition.is_some() {
         let _ = writeln!(
@@ -151,24 +156,29 @@ fn finding_line(mark: &str, f: &StoredFinding, moved_from: Option<Option<u64>>) 
     };
     let suppressed = if f.suppressed { " [suppressed]" } else { "" };
     format!(
-        "{mark}{:<8} {} {}/{} {place}{from}: {}{suppressed} [{}]\n",
+        "{mark}{:<8} {} {}/{} {}{from}: {}{suppressed} [{}]\n",
         f.severity.as_str(),
-        f.suite,
-        f.tool,
-        f.rule,
-        one_line(&f.message),
-        f.fingerprint
+        clean(&f.suite),
+        clean(&f.tool),
+        clean(&f.rule),
+        clean(&place),
+        shorten(&clean(&f.message)),
+        clean(&f.fingerprint)
     )
 }
 
-/// Messages are the tools' text: keep each finding on one line of the terminal.
-fn one_line(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let flat: String = flat.chars().filter(|c| !c.is_control()).collect();
-    match flat.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
+}
+
+/// Everything here came from suite files and tools' output: one line per item, and no
+/// control characters that would move the cursor or recolour the terminal.
+fn clean(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat.chars().filter(|c| !c.is_control()).collect()
 }
 
 fn outcomes(c: &OutcomeCounts) -> String {
@@ -218,6 +228,11 @@ fn duration(d: Duration) -> String {
 }
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
@@ -238,4 +253,31 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::Severity;
+
+    #[test]
+    fn tool_text_cannot_reach_the_terminal_as_control_characters() {
+        let f = StoredFinding {
+            suite: "s".into(),
+            tool: "t\x1b]0;title\x07".into(),
+            rule: "R\n1".into(),
+            severity: Severity::High,
+            fingerprint: "00ab".into(),
+            path: Some("a.py".into()),
+            line: Some(3),
+            message: "bad\x1b[31m red\r\nsecond line".into(),
+            suppressed: false,
+            justification: None,
+        };
+        let line = finding_line("+ ", &f, None);
+        assert_eq!(
+            line,
+            "+ high     s t]0;title/R 1 a.py:3: bad[31m red second line [00ab]\n"
+        );
+    }
 }
