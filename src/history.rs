@@ -1,6 +1,11 @@
 //! How long each suite took in earlier runs, so the next run can start the longest first
 //! (see [`crate::plan::longest_first`]).
 //!
+//! [`History`] is the in-memory estimate the plan reads; `phalanx run` fills it from the
+//! run store ([`crate::store::Store::expected_durations`]), which keeps it with the same
+//! running-estimate rule ([`History::record`]). The file format below is what Phalanx
+//! wrote before the store: it is still read, to import it into a store once.
+//!
 //! A small JSON file, `.phalanx/history.json` by default, keyed by suite name and image
 //! (a new image may well change how long a suite takes). It is only a hint: a missing file
 //! is an empty history, and an unreadable or corrupt one is ignored with a warning and
