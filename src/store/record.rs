@@ -281,7 +281,11 @@ fn insert_findings(tx: &Transaction, suite: i64, f: &SuiteFindings) -> rusqlite:
             suppressed, justification)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
+    let mut fingerprint = String::with_capacity(24);
     for finding in &f.findings {
+        use std::fmt::Write as _;
+        fingerprint.clear();
+        let _ = write!(fingerprint, "{}", finding.fingerprint);
         let rule = f.rule_of(finding);
         let location = finding.location.as_ref();
         insert.execute(params![
@@ -289,7 +293,7 @@ fn insert_findings(tx: &Transaction, suite: i64, f: &SuiteFindings) -> rusqlite:
             f.tool_of(rule).name,
             rule.id,
             finding.severity.as_str(),
-            finding.fingerprint.to_string(),
+            fingerprint,
             location.map(|l| l.path.as_str()),
             location
                 .and_then(|l| l.start_line)
