@@ -205,10 +205,7 @@ fn tells_duration(report: &SuiteReport) -> bool {
 }
 
 fn ignored(path: &Path, why: &str) -> String {
-    format!(
-        "ignoring the run history {} ({why}); suites start in plan order and the file is rewritten after the run",
-        path.display()
-    )
+    format!("ignoring the run history {} ({why})", path.display())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -194,7 +194,8 @@ impl Store {
 
     /// Imports the durations of a `history.json` written by earlier Phalanx versions, once
     /// per store: later calls do nothing, and the file is left as it is. Durations the
-    /// store already knows win. Returns how many entries were imported (`None` when the
+    /// store already knows win. A file that cannot be read counts as imported, with the
+    /// warning that says why, so the warning is given once. Returns how many entries were imported (`None` when the
     /// store had imported a file before or there is no file).
     pub fn import_history_once(
         &mut self,
