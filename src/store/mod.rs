@@ -81,6 +81,10 @@ impl Store {
 
     /// [`Store::open`] with another busy timeout (tests use a short one).
     pub fn open_with_timeout(path: &Path, timeout: Duration) -> Result<Store, StoreError> {
+        Self::open_inner(path, timeout).map_err(|e| explain_cannot_open(path, e))
+    }
+
+    fn open_inner(path: &Path, timeout: Duration) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(path, &e))?;
         }
@@ -240,6 +244,32 @@ fn refuse_unwritable(path: &Path) -> Result<(), StoreError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::io(path, &e)),
+    }
+}
+
+/// SQLite says only "unable to open database file" when it cannot create the `-wal` and
+/// `-shm` files beside the database; when the folder refuses a new file, say that.
+fn explain_cannot_open(path: &Path, error: StoreError) -> StoreError {
+    let StoreError::Io { .. } = error else {
+        return error;
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match tempfile::tempfile_in(dir) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            StoreError::ReadOnly {
+                path: path.to_path_buf(),
+                detail: format!("its folder {}: {e}", dir.display()),
+            }
+        }
+        _ => error,
     }
 }
 

@@ -460,6 +460,18 @@ fn a_store_that_cannot_be_written_is_read_only() {
     let e = result.unwrap_err();
     assert!(matches!(e, StoreError::ReadOnly { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot be written"), "{e}");
+
+    // A writable file in a folder that takes no new file (for the WAL beside it).
+    let (_dir, path) = fresh();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    let folder = path.parent().unwrap().to_path_buf();
+    immutable(&folder, true);
+    let result = Store::open(&path).and_then(|mut s| s.record(&run("r", 0, vec![]), &facts()));
+    immutable(&folder, false);
+    let e = result.unwrap_err();
+    assert!(matches!(e, StoreError::ReadOnly { .. }), "{e:?}");
+    assert!(e.to_string().contains("its folder"), "{e}");
 }
 
 #[test]
@@ -492,4 +504,39 @@ fn two_writers_with_their_own_connections_both_record_everything() {
         .query_row("SELECT count(*) FROM findings", [], |r| r.get(0))
         .unwrap();
     assert_eq!(findings, 40 * 5);
+}
+
+#[test]
+fn runs_are_listed_newest_first_limited_and_by_target() {
+    let (_dir, path) = fresh();
+    let mut store = Store::open(&path).unwrap();
+    let mut other = facts();
+    other.target = PathBuf::from("/elsewhere");
+    store.record(&run("old", 0, vec![]), &facts()).unwrap();
+    store.record(&run("mid", 10, vec![]), &other).unwrap();
+    store.record(&run("new", 20, vec![]), &facts()).unwrap();
+    let ids = |filter: RunFilter| -> Vec<String> {
+        store
+            .runs(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect()
+    };
+    assert_eq!(ids(RunFilter::default()), ["new", "mid", "old"]);
+    assert_eq!(
+        ids(RunFilter {
+            limit: Some(2),
+            target: None
+        }),
+        ["new", "mid"]
+    );
+    let app = RunFilter {
+        limit: None,
+        target: Some(PathBuf::from("/work/app")),
+    };
+    assert_eq!(ids(app), ["new", "old"]);
+    let text = view::runs_table(&store.runs(&RunFilter::default()).unwrap());
+    assert!(text.starts_with("RUN "), "{text}");
+    assert!(text.contains("main@ababababab"), "{text}");
 }
