@@ -16,7 +16,7 @@ use phalanx::event::{Event, Subscriber};
 use phalanx::event_log::EventLog;
 use phalanx::exit;
 use phalanx::findings::Severity;
-use phalanx::history::{self, History};
+use phalanx::history;
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
@@ -26,6 +26,7 @@ use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
 use phalanx::stop::{Signal, StopReason, StopSignal};
+use phalanx::store::{self, QueryError, RunFilter, Store, StoreSettings};
 
 /// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
 #[path = "cli/suppress.rs"]
@@ -77,6 +78,58 @@ enum Command {
         #[arg(long = "run", value_name = "RUN_ID")]
         run_id: Option<String>,
     },
+    /// List the recorded runs, newest first.
+    Runs {
+        #[command(flatten)]
+        store: StoreArg,
+        /// At most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Only runs of this target.
+        #[arg(long, value_name = "PATH")]
+        target: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One recorded run's suites and findings.
+    Show {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A run id, the start of one, `last` or `last~N`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Findings of HEAD [default: last] against BASE [default: the run before HEAD of the
+    /// same target and selection]: new, fixed and unchanged, matched by fingerprint.
+    Diff {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(value_name = "BASE")]
+        base: Option<String>,
+        #[arg(value_name = "HEAD")]
+        head: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a new, unsuppressed finding is at or above this severity.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on_new: Option<Severity>,
+    },
+    /// Delete all but the newest N runs from the run store, with their findings.
+    Prune {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
+}
+
+#[derive(Args)]
+struct StoreArg {
+    /// The run store [default: from phalanx.toml's [store] path, else .phalanx/phalanx.db].
+    #[arg(long = "store", value_name = "PATH", env = "PHALANX_STORE")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -114,6 +167,8 @@ struct DoctorArgs {
     /// The reports folder a run would use [default: from phalanx.toml, else `reports`].
     #[arg(long, value_name = "DIR")]
     reports: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArg,
     /// One JSON document instead of text: `checks` with name, status (ok, warn, fail),
     /// detail and fix.
     #[arg(long)]
@@ -163,10 +218,15 @@ struct RunArgs {
     /// that N CI jobs given 1/N … N/N split them.
     #[arg(long, value_name = "hash:M/N")]
     partition: Option<plan::Partition>,
-    /// Suite durations of earlier runs, used to start the longest suites first, and
-    /// updated after the run.
-    #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
-    history: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Run without the run store: the run is not recorded and suites start in plan order.
+    #[arg(long)]
+    no_store: bool,
+    /// Deprecated: durations now live in the run store. Names the old history file to
+    /// import into it once [default: .phalanx/history.json].
+    #[arg(long, value_name = "PATH", hide = true)]
+    history: Option<PathBuf>,
     /// Accepted risks [default: from phalanx.toml, else `suppressions.toml`]. Expiry is
     /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
     #[arg(long, value_name = "PATH")]
@@ -247,6 +307,21 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
         Command::Doctor(_) => unreachable!("handled above"),
         Command::Suppress(args) => suppress::command(&project, args),
+        Command::Runs {
+            store,
+            limit,
+            target,
+            json,
+        } => runs(&project, &store, limit, target, json),
+        Command::Show { store, run, json } => show(&project, &store, &run, json),
+        Command::Diff {
+            store,
+            base,
+            head,
+            json,
+            fail_on_new,
+        } => diff(&project, &store, base, head, json, fail_on_new),
+        Command::Prune { store, keep } => prune(&project, &store, keep),
     }
 }
 
@@ -257,6 +332,7 @@ async fn doctor(args: DoctorArgs) -> ExitCode {
         names: args.names,
         tags: args.tags,
         reports_dir: args.reports,
+        store: args.store.path,
     };
     let diagnosis = phalanx::doctor::diagnose(&options).await;
     match args.json {
@@ -466,6 +542,8 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         .map(|j| j as usize)
         .or(project.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (mut recorder, history) = open_store(project, &args);
+    let facts = store::RunFacts::gather(&target, store::Selection::new(&args.names, &args.tags));
     let run_id = run::new_run_id();
     let plan = RunPlan {
         run_id: run_id.clone(),
@@ -481,7 +559,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         },
         suites,
         invalid_suites,
-        history: load_history(&args.history),
+        history,
         partition: args.partition.map(|p| p.to_string()),
     };
     if let Some(format) = args.dry_run {
@@ -500,10 +578,11 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         // One sentence says it all; no progress lines repeating it for every suite.
         Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
-    if let Some(warning) = history::record_run(&args.history, &report.suites) {
+    let written = write_reports(&report, &paths, args.events_on_stdout());
+    if let Some(warning) = recorder.record(&report, &facts) {
         eprintln!("warning: {warning}");
     }
-    write_reports(&report, &paths, args.events_on_stdout())?;
+    written?;
     Ok(ExitCode::from(report.exit_code()))
 }
 
@@ -639,13 +718,118 @@ fn shard(
     (suites, invalid)
 }
 
-/// The history of earlier runs; one that cannot be used only costs the ordering.
-fn load_history(path: &Path) -> History {
-    let (history, warning) = History::load(path);
-    if let Some(warning) = warning {
+/// The run store and the durations it expects; a store that cannot be used only costs
+/// the ordering and the record, never the run.
+fn open_store(project: &ProjectConfig, args: &RunArgs) -> (store::RunRecorder, history::History) {
+    if args.history.is_some() {
+        eprintln!(
+            "warning: --history is deprecated: durations live in the run store, which imports that file once"
+        );
+    }
+    if args.no_store {
+        return (store::RunRecorder::off(), history::History::default());
+    }
+    let old = args
+        .history
+        .clone()
+        .unwrap_or_else(|| history::DEFAULT_PATH.into());
+    let opened = store::RunRecorder::open(&store_settings(project, &args.store), &old);
+    for warning in opened.warnings {
         eprintln!("warning: {warning}");
     }
-    history
+    (opened.recorder, opened.history)
+}
+
+fn store_settings(project: &ProjectConfig, arg: &StoreArg) -> StoreSettings {
+    StoreSettings {
+        path: arg
+            .path
+            .clone()
+            .unwrap_or_else(|| project.store.path.clone()),
+        keep_runs: project.store.keep_runs,
+    }
+}
+
+fn open_existing(project: &ProjectConfig, arg: &StoreArg) -> Result<Store, Failure> {
+    Store::open_existing(&store_settings(project, arg).path).map_err(|e| query_failure(e.into()))
+}
+
+fn query_failure(e: QueryError) -> Failure {
+    match e.exit_code() {
+        2 => Failure::Usage(e.to_string()),
+        _ => Failure::Infra(e.to_string()),
+    }
+}
+
+/// Prints `value` as JSON, or as the text `render` makes of it.
+fn print_view<T: serde::Serialize>(json: bool, value: &T, render: impl Fn(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("views serialise")
+        );
+    } else {
+        print!("{}", render(value));
+    }
+}
+
+fn runs(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    limit: usize,
+    target: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let target = target.map(|t| {
+        absolute_target(&t)
+            .or_else(|_| std::path::absolute(&t))
+            .unwrap_or(t)
+    });
+    let filter = RunFilter {
+        limit: Some(limit),
+        target,
+    };
+    let list = store.runs(&filter).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &list, |l| store::view::runs_table(l));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    run: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let run = store.resolve(run).map_err(query_failure)?;
+    let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &detail, store::view::run_detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    base: Option<String>,
+    head: Option<String>,
+    json: bool,
+    fail_on_new: Option<Severity>,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let diff = store
+        .diff_refs(base.as_deref(), head.as_deref())
+        .map_err(query_failure)?;
+    print_view(json, &diff, store::view::diff);
+    let gate = fail_on_new.is_some_and(|t| diff.new_at_or_above(t) > 0);
+    Ok(ExitCode::from(u8::from(gate)))
+}
+
+fn prune(project: &ProjectConfig, arg: &StoreArg, keep: usize) -> Result<ExitCode, Failure> {
+    let mut store = open_existing(project, arg)?;
+    let deleted = store.prune(keep).map_err(|e| query_failure(e.into()))?;
+    println!("deleted {deleted} run(s); {keep} newest kept at most");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The broken suite files the user asked for: all of them when nothing is selected, else

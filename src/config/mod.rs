@@ -168,6 +168,9 @@ pub struct ProjectConfig {
     pub policy: Policy,
     /// The suppressions file and its date rules.
     pub suppressions: SuppressionSettings,
+    /// `[store]`: the run store's path (relative to the file's folder; without the table,
+    /// `.phalanx/phalanx.db` in the working directory) and `keep_runs`.
+    pub store: crate::store::StoreSettings,
 }
 
 impl Default for ProjectConfig {
@@ -180,6 +183,7 @@ impl Default for ProjectConfig {
             fail_on: Severity::High,
             policy: Policy::default(),
             suppressions: SuppressionSettings::default(),
+            store: crate::store::StoreSettings::default(),
         }
     }
 }

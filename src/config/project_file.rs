@@ -12,6 +12,7 @@ use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::values::{AtLeastOne, Bounded, PathText, Timeout};
 use crate::findings::Severity;
+use crate::store::StoreSettings;
 
 /// `phalanx.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -26,6 +27,15 @@ struct RawProject {
     suppressions: Option<PathText>,
     suppressions_warn_days: Option<Bounded<0, 3650>>,
     suppressions_max_days: Option<Bounded<1, 36500>>,
+    store: Option<RawStore>,
+}
+
+/// `[store]`: where the run store is and how many runs it keeps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathText>,
+    keep_runs: Option<AtLeastOne>,
 }
 
 /// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
@@ -89,6 +99,15 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
                 .suppressions_warn_days
                 .map_or(defaults.suppressions.warn_days, |d| d.0 as u32),
             max_days: raw.suppressions_max_days.map(|d| d.0 as u32),
+        },
+        store: match raw.store {
+            None => defaults.store,
+            Some(store) => StoreSettings {
+                path: store.path.map_or(defaults.store.path, |p| folder.join(p.0)),
+                keep_runs: store.keep_runs.map_or(defaults.store.keep_runs, |k| {
+                    usize::try_from(k.0).unwrap_or(usize::MAX)
+                }),
+            },
         },
     }
 }

@@ -735,6 +735,35 @@ fn project_file_errors_name_line_and_key() {
 }
 
 #[test]
+fn the_store_table_sets_path_and_retention_with_errors_naming_line_and_key() {
+    let p = Project::new(&[]);
+    let file = p.write(
+        "phalanx.toml",
+        "[store]\npath = \"ci/runs.db\"\nkeep_runs = 20\n",
+    );
+    let project = load_project(&file).unwrap();
+    assert_eq!(project.store.path, p.dir.path().join("ci/runs.db"));
+    assert_eq!(project.store.keep_runs, 20);
+    let file = p.write("phalanx.toml", "[store]\nkeep_runs = 7\n");
+    let store = load_project(&file).unwrap().store;
+    assert_eq!(
+        store.path,
+        crate::store::StoreSettings::default().path,
+        "the working directory's"
+    );
+    let file = p.write("phalanx.toml", "jobs = 1\n[store]\nkeep_runs = 0\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (3, Some("store.keep_runs")),
+        "{e}"
+    );
+    let file = p.write("phalanx.toml", "store = \"runs.db\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("store"), "{e}");
+}
+
+#[test]
 fn shipped_fixtures_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
     let project = load_project(&root.join("phalanx.toml")).unwrap();

@@ -32,5 +32,6 @@ mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
 mod run_docker;
+mod store;
 mod support_smoke;
 mod suppressions;
