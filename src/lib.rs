@@ -30,4 +30,5 @@ pub mod runner;
 pub mod schedule;
 pub mod secrets;
 pub mod stop;
+pub mod target;
 pub mod verdict;

@@ -26,6 +26,7 @@ use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
 use phalanx::stop::{Signal, StopReason, StopSignal};
+use phalanx::target::{TargetMode, TargetRequest};
 
 /// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
 #[path = "cli/suppress.rs"]
@@ -133,6 +134,12 @@ struct RunArgs {
     /// What the suites inspect, mounted read-only at /target.
     #[arg(long, value_name = "PATH", default_value = ".")]
     target: PathBuf,
+    /// How suites see the target: `bind` mounts this directory (the engine must share this
+    /// filesystem), `copy` sends it once into a volume through the engine's API, `auto`
+    /// binds only when a probe shows the engine sees the same files [default: from
+    /// phalanx.toml, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    target_mode: Option<TargetMode>,
     /// Concurrency slots (a suite takes `weight` of them) [default: from phalanx.toml, else
     /// the number of CPUs].
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -460,6 +467,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         context: RunContext {
             run_id,
             target,
+            target_volume: None,
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, args.suppressions.as_deref())?,
         },
@@ -473,10 +481,32 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         partition: args.partition.map(|p| p.to_string()),
     };
     let subscribers = subscribers(&args, plan.suites.len());
+    let request = TargetRequest {
+        mode: args.target_mode.unwrap_or(project.target_mode),
+        target: plan.context.target.clone(),
+        reports_dir: paths.dir.clone(),
+        run_id: plan.run_id.clone(),
+        max_size: project.target_max_size,
+        show_progress: args.progress.resolve() == ProgressMode::Bar,
+    };
     let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
             remove_orphans(&engine).await;
+            let mut plan = plan;
+            let choice = match phalanx::target::prepare(&engine, &request).await {
+                Ok(choice) => choice,
+                Err(cause) => {
+                    let _ = engine.remove_labelled(Some(&plan.run_id)).await;
+                    let report = unreachable_report(plan, cause, subscribers.all());
+                    return finish_run(&args, report, &paths);
+                }
+            };
+            if args.progress.resolve() == ProgressMode::Plain {
+                eprintln!("phalanx: {}", choice.line());
+            }
+            plan.context.target_volume = choice.volume.clone();
             let mut report = execute(engine, plan, subscribers).await;
+            report.target = Some(choice);
             if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
                 eprintln!("error: {note}");
             }
@@ -485,10 +515,15 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         // One sentence says it all; no progress lines repeating it for every suite.
         Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
+    finish_run(&args, report, &paths)
+}
+
+/// Records the durations and writes the reports of a run that ended.
+fn finish_run(args: &RunArgs, report: RunReport, paths: &ReportPaths) -> Result<ExitCode, Failure> {
     if let Some(warning) = history::record_run(&args.history, &report.suites) {
         eprintln!("warning: {warning}");
     }
-    write_reports(&report, &paths, args.events_on_stdout())?;
+    write_reports(&report, paths, args.events_on_stdout())?;
     Ok(ExitCode::from(report.exit_code()))
 }
 

@@ -168,6 +168,10 @@ pub struct ProjectConfig {
     pub policy: Policy,
     /// The suppressions file and its date rules.
     pub suppressions: SuppressionSettings,
+    /// How suites see the target (`target_mode`); `--target-mode` overrides it.
+    pub target_mode: crate::target::TargetMode,
+    /// Most bytes of file content a copied target may hold (`target_max_size`).
+    pub target_max_size: u64,
 }
 
 impl Default for ProjectConfig {
@@ -180,6 +184,8 @@ impl Default for ProjectConfig {
             fail_on: Severity::High,
             policy: Policy::default(),
             suppressions: SuppressionSettings::default(),
+            target_mode: crate::target::TargetMode::default(),
+            target_max_size: crate::target::DEFAULT_MAX_SIZE,
         }
     }
 }

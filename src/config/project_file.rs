@@ -10,8 +10,9 @@ use super::SuppressionSettings;
 use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
-use super::values::{AtLeastOne, Bounded, PathText, Timeout};
+use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
 use crate::findings::Severity;
+use crate::target::TargetMode;
 
 /// `phalanx.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -26,6 +27,8 @@ struct RawProject {
     suppressions: Option<PathText>,
     suppressions_warn_days: Option<Bounded<0, 3650>>,
     suppressions_max_days: Option<Bounded<1, 36500>>,
+    target_mode: Option<TargetMode>,
+    target_max_size: Option<ByteSize>,
 }
 
 /// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
@@ -90,5 +93,9 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
                 .map_or(defaults.suppressions.warn_days, |d| d.0 as u32),
             max_days: raw.suppressions_max_days.map(|d| d.0 as u32),
         },
+        target_mode: raw.target_mode.unwrap_or(defaults.target_mode),
+        target_max_size: raw
+            .target_max_size
+            .map_or(defaults.target_max_size, |s| s.0),
     }
 }
