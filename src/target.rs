@@ -97,7 +97,7 @@ impl TargetChoice {
                 c.seconds,
                 match c.skipped.len() {
                     0 => String::new(),
-                    n => format!(", {n} special file(s) skipped"),
+                    n => format!(", {n} special file(s) or outward link(s) skipped"),
                 }
             ),
             None => format!("target: {mode}{why}"),
@@ -112,7 +112,8 @@ pub struct CopyStats {
     /// File content, without tar headers.
     pub bytes: u64,
     pub seconds: f64,
-    /// Sockets, fifos, devices and unreadable entries left out, relative to the target.
+    /// Sockets, fifos, devices and links climbing out of the target, left out; relative
+    /// to the target.
     pub skipped: Vec<String>,
 }
 
@@ -267,7 +268,9 @@ async fn copy<E: Engine>(
         });
     }
     for skipped in &plan.skipped {
-        eprintln!("warning: target copy: {skipped} is not a file, folder or link; left out");
+        eprintln!(
+            "warning: target copy: {skipped} left out (not a file, folder or link inside the target)"
+        );
     }
     let (files, bytes, skipped) = (plan.files, plan.bytes, plan.skipped.clone());
     let bar = req.show_progress.then(|| progress_bar(bytes));
@@ -380,7 +383,14 @@ impl CopyPlan {
                     plan.entries.push(Entry::File(rel));
                 } else if kind.is_symlink() {
                     let to = fs::read_link(&full)?;
-                    plan.entries.push(Entry::Link(rel, meta, to));
+                    if climbs_out(&rel, &to) {
+                        // The engine refuses such links (they could redirect the
+                        // extraction), and they name nothing of the target anyway.
+                        plan.skipped
+                            .push(format!("{} (a link out of the target)", rel.display()));
+                    } else {
+                        plan.entries.push(Entry::Link(rel, meta, to));
+                    }
                 } else {
                     plan.skipped.push(rel.display().to_string());
                 }
@@ -442,6 +452,27 @@ impl CopyPlan {
         }
         builder.into_inner()?.flush()
     }
+}
+
+/// Whether the relative link `to`, found at `link` (relative to the target), climbs above
+/// the target with `..`. Absolute links resolve inside the suite's container, not here.
+fn climbs_out(link: &Path, to: &Path) -> bool {
+    use std::path::Component;
+    if to.is_absolute() {
+        return false;
+    }
+    let mut depth = link.components().count() as i64 - 1;
+    for part in to.components() {
+        match part {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
 }
 
 /// A header keeping what a bind mount would show: mode, owner, mtime.
@@ -519,6 +550,8 @@ mod tests {
         fs::create_dir_all(root.join("reports/logs")).unwrap();
         fs::write(root.join("reports/logs/old.log"), "secret result").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../outside", root.join("src/climb")).unwrap();
+        std::os::unix::fs::symlink("../README", root.join("src/up")).unwrap();
         // A socket: a special file, like a fifo or a device.
         std::os::unix::net::UnixListener::bind(root.join("fifo")).unwrap();
         dir
@@ -538,7 +571,13 @@ mod tests {
         let dir = sample();
         let root = fs::canonicalize(dir.path()).unwrap();
         let plan = CopyPlan::walk(&root, &root.join("reports")).unwrap();
-        assert_eq!(plan.skipped, vec!["fifo".to_string()]);
+        assert_eq!(
+            plan.skipped,
+            vec![
+                "fifo".to_string(),
+                "src/climb (a link out of the target)".to_string()
+            ]
+        );
         assert_eq!((plan.files, plan.bytes), (2, 13));
         let tar = tar_of(plan).await;
         let mut archive = tar::Archive::new(&tar[..]);
@@ -556,6 +595,8 @@ mod tests {
         assert_eq!(escape.1, tar::EntryType::Symlink);
         assert_eq!(escape.2.as_deref(), Some("/etc/passwd"));
         assert!(names.contains(&"src/deep/a.py"), "{names:?}");
+        assert!(names.contains(&"src/up"), "{names:?}");
+        assert!(!names.contains(&"src/climb"), "{names:?}");
     }
 
     #[tokio::test]
