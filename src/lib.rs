@@ -31,4 +31,5 @@ pub mod schedule;
 pub mod secrets;
 pub mod stop;
 pub mod store;
+pub mod target;
 pub mod verdict;

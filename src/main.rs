@@ -27,6 +27,7 @@ use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
 use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, QueryError, RunFilter, Store, StoreSettings};
+use phalanx::target::{TargetMode, TargetRequest};
 
 /// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
 #[path = "cli/suppress.rs"]
@@ -188,6 +189,12 @@ struct RunArgs {
     /// What the suites inspect, mounted read-only at /target.
     #[arg(long, value_name = "PATH", default_value = ".")]
     target: PathBuf,
+    /// How suites see the target: `bind` mounts this directory (the engine must share this
+    /// filesystem), `copy` sends it once into a volume through the engine's API, `auto`
+    /// binds only when a probe shows the engine sees the same files [default: from
+    /// phalanx.toml, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    target_mode: Option<TargetMode>,
     /// Concurrency slots (a suite takes `weight` of them) [default: from phalanx.toml, else
     /// the number of CPUs].
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -550,6 +557,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         context: RunContext {
             run_id,
             target,
+            target_volume: None,
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, args.suppressions.as_deref())?,
         },
@@ -566,10 +574,32 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         return Ok(dry_run(&plan, format).await);
     }
     let subscribers = subscribers(&args, plan.suites.len());
+    let request = TargetRequest {
+        mode: args.target_mode.unwrap_or(project.target_mode),
+        target: plan.context.target.clone(),
+        reports_dir: paths.dir.clone(),
+        run_id: plan.run_id.clone(),
+        max_size: project.target_max_size,
+        show_progress: args.progress.resolve() == ProgressMode::Bar,
+    };
     let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
             remove_orphans(&engine).await;
+            let mut plan = plan;
+            let choice = match phalanx::target::prepare(&engine, &request).await {
+                Ok(choice) => choice,
+                Err(cause) => {
+                    let _ = engine.remove_labelled(Some(&plan.run_id)).await;
+                    let report = unreachable_report(plan, cause, subscribers.all());
+                    return finish_run(&args, report, &paths, &mut recorder, &facts);
+                }
+            };
+            if args.progress.resolve() == ProgressMode::Plain {
+                eprintln!("phalanx: {}", choice.line());
+            }
+            plan.context.target_volume = choice.volume.clone();
             let mut report = execute(engine, plan, subscribers).await;
+            report.target = Some(choice);
             if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
                 eprintln!("error: {note}");
             }
@@ -578,8 +608,20 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         // One sentence says it all; no progress lines repeating it for every suite.
         Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
-    let written = write_reports(&report, &paths, args.events_on_stdout());
-    if let Some(warning) = recorder.record(&report, &facts) {
+    finish_run(&args, report, &paths, &mut recorder, &facts)
+}
+
+/// Writes the reports of a run that ended, then records it in the store (a store that
+/// fails costs only the record: the reports are written first).
+fn finish_run(
+    args: &RunArgs,
+    report: RunReport,
+    paths: &ReportPaths,
+    recorder: &mut store::RunRecorder,
+    facts: &store::RunFacts,
+) -> Result<ExitCode, Failure> {
+    let written = write_reports(&report, paths, args.events_on_stdout());
+    if let Some(warning) = recorder.record(&report, facts) {
         eprintln!("warning: {warning}");
     }
     written?;

@@ -102,6 +102,7 @@ impl Recorder {
             partition: self.partition,
             // The run's suppressions are not an event; `run::execute` puts them back.
             suppressions: Default::default(),
+            target: None,
         }
     }
 }
@@ -137,6 +138,7 @@ mod tests {
             context: RunContext {
                 run_id: "rec".into(),
                 target: "/".into(),
+                target_volume: None,
                 reports_dir,
                 suppressions: Default::default(),
             },

@@ -34,6 +34,9 @@ pub struct RunContext {
     pub run_id: String,
     /// Absolute path of what the suites inspect.
     pub target: PathBuf,
+    /// The run's copy of the target on the engine, mounted instead of `target` when the
+    /// engine does not see this filesystem (see [`crate::target`]).
+    pub target_volume: Option<String>,
     pub reports_dir: PathBuf,
     /// The suppressions file's entries, applied to every SARIF suite's findings.
     pub suppressions: Arc<crate::verdict::Suppressions>,
@@ -298,6 +301,7 @@ pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> Containe
             .collect(),
         policy: suite.policy.clone(),
         target: ctx.target.clone(),
+        target_volume: ctx.target_volume.clone(),
         // Unresolvable only if the reports folder cannot be made: then it holds nothing.
         hidden: crate::engine::masks::hidden_paths(&ctx.target, &ctx.reports_dir)
             .unwrap_or_default(),

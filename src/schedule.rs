@@ -215,6 +215,7 @@ mod tests {
         let ctx = RunContext {
             run_id: "test".into(),
             target: "/".into(),
+            target_volume: None,
             reports_dir,
             suppressions: Default::default(),
         };

@@ -171,6 +171,10 @@ pub struct ProjectConfig {
     /// `[store]`: the run store's path (relative to the file's folder; without the table,
     /// `.phalanx/phalanx.db` in the working directory) and `keep_runs`.
     pub store: crate::store::StoreSettings,
+    /// How suites see the target (`target_mode`); `--target-mode` overrides it.
+    pub target_mode: crate::target::TargetMode,
+    /// Most bytes of file content a copied target may hold (`target_max_size`).
+    pub target_max_size: u64,
 }
 
 impl Default for ProjectConfig {
@@ -184,6 +188,8 @@ impl Default for ProjectConfig {
             policy: Policy::default(),
             suppressions: SuppressionSettings::default(),
             store: crate::store::StoreSettings::default(),
+            target_mode: crate::target::TargetMode::default(),
+            target_max_size: crate::target::DEFAULT_MAX_SIZE,
         }
     }
 }

@@ -10,9 +10,10 @@ use super::SuppressionSettings;
 use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
-use super::values::{AtLeastOne, Bounded, PathText, Timeout};
+use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
 use crate::findings::Severity;
 use crate::store::StoreSettings;
+use crate::target::TargetMode;
 
 /// `phalanx.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -27,6 +28,8 @@ struct RawProject {
     suppressions: Option<PathText>,
     suppressions_warn_days: Option<Bounded<0, 3650>>,
     suppressions_max_days: Option<Bounded<1, 36500>>,
+    target_mode: Option<TargetMode>,
+    target_max_size: Option<ByteSize>,
     store: Option<RawStore>,
 }
 
@@ -109,5 +112,9 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
                 }),
             },
         },
+        target_mode: raw.target_mode.unwrap_or(defaults.target_mode),
+        target_max_size: raw
+            .target_max_size
+            .map_or(defaults.target_max_size, |s| s.0),
     }
 }

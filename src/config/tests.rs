@@ -829,3 +829,37 @@ fn every_missing_host_variable_is_reported() {
     assert!(shown[0].contains("s.toml:2:") && shown[0].contains("PHALANX_TEST_UNSET_1"));
     assert!(shown[1].contains("s.toml:4:") && shown[1].contains("policy.memory"));
 }
+
+#[test]
+fn target_mode_and_size_come_from_the_project_file_with_line_errors() {
+    use crate::target::{DEFAULT_MAX_SIZE, TargetMode};
+    let p = Project::new(&[]);
+    let file = p.write(
+        "phalanx.toml",
+        "target_mode = \"copy\"\ntarget_max_size = \"512m\"\n",
+    );
+    let project = load_project(&file).unwrap();
+    assert_eq!(project.target_mode, TargetMode::Copy);
+    assert_eq!(project.target_max_size, 512 << 20);
+    let file = p.write("phalanx.toml", "jobs = 2\n");
+    let project = load_project(&file).unwrap();
+    assert_eq!(
+        (project.target_mode, project.target_max_size),
+        (TargetMode::Auto, DEFAULT_MAX_SIZE)
+    );
+    let file = p.write("phalanx.toml", "jobs = 2\ntarget_mode = \"mount\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (2, Some("target_mode")),
+        "{e}"
+    );
+    assert!(e.message.contains("copy"), "{e}");
+    let file = p.write("phalanx.toml", "\n\ntarget_max_size = \"lots\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (3, Some("target_max_size")),
+        "{e}"
+    );
+}

@@ -108,6 +108,7 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            target: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn run(id: &str, start: i64, suites: Vec<SuiteReport>) -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        target: None,
     }
 }
 

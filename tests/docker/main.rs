@@ -31,6 +31,7 @@ mod hostile_secrets;
 mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
+mod remote_engine;
 mod run_docker;
 mod store;
 mod support_smoke;

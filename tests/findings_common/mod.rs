@@ -163,6 +163,7 @@ pub fn run_of(suites: Vec<SuiteReport>) -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        target: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod findings_common;
 mod junit_schema;
 
 mod bad_input;
+mod ci_templates;
 mod findings_junit;
 mod findings_large;
 mod findings_reports;
