@@ -15,7 +15,7 @@ use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::event::{Event, Subscriber};
 use phalanx::event_log::EventLog;
 use phalanx::exit;
-use phalanx::findings::Severity;
+use phalanx::findings::{Gate, Severity};
 use phalanx::history::{self, History};
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
@@ -153,6 +153,16 @@ struct RunArgs {
     /// medium, low, info), overriding every suite's `fail_on` for this run.
     #[arg(long, value_name = "SEVERITY")]
     fail_on: Option<Severity>,
+    /// Compare the findings with an earlier run's: its results.sarif or run.json, or a run
+    /// of the run store (`last`, `last~N`, a run id or prefix, `branch:NAME`). Each finding
+    /// is then new or unchanged, and the baseline's findings that are gone are absent.
+    #[arg(long, value_name = "REF")]
+    baseline: Option<String>,
+    /// Which findings at or above the threshold fail a suite: `all`, or only `new` ones
+    /// (not in the --baseline), overriding every suite's `gate` for this run. Without a
+    /// baseline every finding is new.
+    #[arg(long, value_name = "all|new")]
+    gate: Option<Gate>,
     /// Stop starting suites, and stop the running ones, after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -433,9 +443,15 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             suite.results.fail_on = fail_on;
         }
     }
+    if let Some(gate) = args.gate {
+        for suite in &mut suites {
+            suite.results.gate = gate;
+        }
+    }
     phalanx::secrets::protect(&suites);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
+    let baseline = load_baseline(args.baseline.as_deref(), &target, &suites)?;
     let dir = args
         .reports
         .clone()
@@ -462,6 +478,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             target,
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, args.suppressions.as_deref())?,
+            baseline,
         },
         options: ScheduleOptions {
             jobs,
@@ -490,6 +507,34 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     }
     write_reports(&report, &paths, args.events_on_stdout())?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The run store `--baseline last`, `branch:main`… are looked up in. None yet: the store
+/// is wired in here (`phalanx::verdict::BaselineStore`) once it exists.
+fn run_store() -> Option<&'static dyn phalanx::verdict::BaselineStore> {
+    None
+}
+
+/// The baseline `--baseline` names; one that names nothing is a usage error (exit 2),
+/// never an empty baseline. `gate = "new"` without one gates on every finding, as `all`.
+fn load_baseline(
+    reference: Option<&str>,
+    target: &Path,
+    suites: &[Suite],
+) -> Result<Option<Arc<phalanx::verdict::Baseline>>, Failure> {
+    use phalanx::verdict::{BaselineRef, baseline};
+    let Some(text) = reference else {
+        if suites.iter().any(|s| s.results.gate == Gate::New) {
+            eprintln!(
+                "warning: gate new without --baseline: every finding counts as new, as with gate all"
+            );
+        }
+        return Ok(None);
+    };
+    let usage = |e: phalanx::verdict::BaselineError| Failure::Usage(e.to_string());
+    let reference = BaselineRef::parse(text).map_err(usage)?;
+    let found = baseline::resolve(&reference, target, run_store()).map_err(usage)?;
+    Ok(Some(Arc::new(found)))
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.

@@ -173,6 +173,10 @@ pub struct RunReport {
     /// The suppressions the run applied; reports derive what expired or went stale.
     #[serde(skip)]
     pub suppressions: Arc<crate::verdict::Suppressions>,
+    /// The baseline the findings were compared with (`--baseline`); the suites' findings
+    /// carry the counts and absent findings, reports add them up.
+    #[serde(skip)]
+    pub baseline: Option<Arc<crate::verdict::Baseline>>,
 }
 
 impl RunReport {

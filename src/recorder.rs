@@ -102,6 +102,7 @@ impl Recorder {
             partition: self.partition,
             // The run's suppressions are not an event; `run::execute` puts them back.
             suppressions: Default::default(),
+            baseline: None,
         }
     }
 }
@@ -139,6 +140,7 @@ mod tests {
                 target: "/".into(),
                 reports_dir,
                 suppressions: Default::default(),
+                baseline: None,
             },
             options: ScheduleOptions { jobs: 2, fail_fast },
             invalid_suites: Vec::new(),

@@ -217,6 +217,7 @@ mod tests {
             target: "/".into(),
             reports_dir,
             suppressions: Default::default(),
+            baseline: None,
         };
         let (events, inbox) = crate::event::channel();
         events.send(crate::event::EventKind::RunStarted {

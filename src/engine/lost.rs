@@ -73,6 +73,7 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            baseline: None,
         };
         let note = mark_lost(&mut report, "unix:///x.sock");
         assert!(

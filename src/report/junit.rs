@@ -293,6 +293,7 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            baseline: None,
         }
     }
 

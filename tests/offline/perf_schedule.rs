@@ -49,6 +49,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
             target: dir.to_path_buf(),
             reports_dir: dir.join("reports"),
             suppressions: Default::default(),
+            baseline: None,
         },
         options: ScheduleOptions {
             jobs,

@@ -83,6 +83,7 @@ fn fixed_run() -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        baseline: None,
     }
 }
 

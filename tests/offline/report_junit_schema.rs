@@ -76,6 +76,7 @@ fn run_with_every_outcome() -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        baseline: None,
     }
 }
 
