@@ -15,7 +15,7 @@ use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::event::{Event, Subscriber};
 use phalanx::event_log::EventLog;
 use phalanx::exit;
-use phalanx::findings::Severity;
+use phalanx::findings::{Gate, Severity};
 use phalanx::history;
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
@@ -215,6 +215,16 @@ struct RunArgs {
     /// medium, low, info), overriding every suite's `fail_on` for this run.
     #[arg(long, value_name = "SEVERITY")]
     fail_on: Option<Severity>,
+    /// Compare the findings with an earlier run's: its results.sarif or run.json, or a run
+    /// of the run store (`last`, `last~N`, a run id or prefix, `branch:NAME`). Each finding
+    /// is then new or unchanged, and the baseline's findings that are gone are absent.
+    #[arg(long, value_name = "REF")]
+    baseline: Option<String>,
+    /// Which findings at or above the threshold fail a suite: `all`, or only `new` ones
+    /// (not in the --baseline), overriding every suite's `gate` for this run. Without a
+    /// baseline every finding is new.
+    #[arg(long, value_name = "all|new")]
+    gate: Option<Gate>,
     /// Stop starting suites, and stop the running ones, after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -528,9 +538,22 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             suite.results.fail_on = fail_on;
         }
     }
+    if let Some(gate) = args.gate {
+        for suite in &mut suites {
+            suite.results.gate = gate;
+        }
+    }
     phalanx::secrets::protect(&suites);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
+    let baseline = match args.baseline.as_deref() {
+        // Looked up in the store as it is before this run, which is recorded at its end.
+        Some(_) if !args.no_store => {
+            let store = Store::open_existing(&store_settings(project, &args.store).path).ok();
+            load_baseline(args.baseline.as_deref(), &target, &suites, store.as_ref())?
+        }
+        reference => load_baseline(reference, &target, &suites, None)?,
+    };
     let dir = args
         .reports
         .clone()
@@ -560,6 +583,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             target_volume: None,
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, args.suppressions.as_deref())?,
+            baseline,
         },
         options: ScheduleOptions {
             jobs,
@@ -669,6 +693,30 @@ async fn dry_run(plan: &RunPlan, format: DryRunFormat) -> ExitCode {
         },
     }
     ExitCode::from(dry.exit_code())
+}
+
+/// The baseline `--baseline` names; one that names nothing is a usage error (exit 2),
+/// never an empty baseline. `gate = "new"` without one gates on every finding, as `all`.
+fn load_baseline(
+    reference: Option<&str>,
+    target: &Path,
+    suites: &[Suite],
+    store: Option<&Store>,
+) -> Result<Option<Arc<phalanx::verdict::Baseline>>, Failure> {
+    use phalanx::verdict::{BaselineRef, baseline};
+    let Some(text) = reference else {
+        if suites.iter().any(|s| s.results.gate == Gate::New) {
+            eprintln!(
+                "warning: gate new without --baseline: every finding counts as new, as with gate all"
+            );
+        }
+        return Ok(None);
+    };
+    let usage = |e: phalanx::verdict::BaselineError| Failure::Usage(e.to_string());
+    let reference = BaselineRef::parse(text).map_err(usage)?;
+    let store = store.map(|s| s as &dyn phalanx::verdict::BaselineStore);
+    let found = baseline::resolve(&reference, target, store).map_err(usage)?;
+    Ok(Some(Arc::new(found)))
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.

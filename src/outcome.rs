@@ -177,6 +177,10 @@ pub struct RunReport {
     /// reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::target::TargetChoice>,
+    /// The baseline the findings were compared with (`--baseline`); the suites' findings
+    /// carry the counts and absent findings, reports add them up.
+    #[serde(skip)]
+    pub baseline: Option<Arc<crate::verdict::Baseline>>,
 }
 
 impl RunReport {

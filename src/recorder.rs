@@ -103,6 +103,7 @@ impl Recorder {
             // The run's suppressions are not an event; `run::execute` puts them back.
             suppressions: Default::default(),
             target: None,
+            baseline: None,
         }
     }
 }
@@ -141,6 +142,7 @@ mod tests {
                 target_volume: None,
                 reports_dir,
                 suppressions: Default::default(),
+                baseline: None,
             },
             options: ScheduleOptions { jobs: 2, fail_fast },
             invalid_suites: Vec::new(),

@@ -40,6 +40,8 @@ pub struct RunContext {
     pub reports_dir: PathBuf,
     /// The suppressions file's entries, applied to every SARIF suite's findings.
     pub suppressions: Arc<crate::verdict::Suppressions>,
+    /// The findings of an earlier run (`--baseline`), compared with every SARIF suite's.
+    pub baseline: Option<Arc<crate::verdict::Baseline>>,
 }
 
 impl RunContext {
@@ -220,7 +222,7 @@ async fn judge(
         result_path_found,
     };
     let suppressions = Arc::clone(&ctx.suppressions);
-    verdict::judge(suite, evidence, suppressions)
+    verdict::judge(suite, evidence, suppressions, ctx.baseline.clone())
         .await
         .apply(report);
 }

@@ -218,6 +218,7 @@ mod tests {
             target_volume: None,
             reports_dir,
             suppressions: Default::default(),
+            baseline: None,
         };
         let (events, inbox) = crate::event::channel();
         events.send(crate::event::EventKind::RunStarted {

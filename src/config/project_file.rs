@@ -11,7 +11,7 @@ use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
-use crate::findings::Severity;
+use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
 
@@ -24,6 +24,7 @@ struct RawProject {
     timeout: Option<Timeout>,
     reports: Option<PathText>,
     fail_on: Option<Severity>,
+    gate: Option<Gate>,
     policy: Option<RawPolicy>,
     suppressions: Option<PathText>,
     suppressions_warn_days: Option<Bounded<0, 3650>>,
@@ -93,6 +94,7 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         timeout: raw.timeout.map_or(defaults.timeout, |t| t.0),
         reports_dir: dir(raw.reports, &defaults.reports_dir),
         fail_on: raw.fail_on.unwrap_or(defaults.fail_on),
+        gate: raw.gate.unwrap_or(defaults.gate),
         policy: raw.policy.unwrap_or_default().over(&defaults.policy),
         suppressions: SuppressionSettings {
             explicit: raw.suppressions.is_some(),

@@ -386,6 +386,11 @@ fn results_rules() {
             "results.fail_on",
             "one of `info`, `low`, `medium`, `high`, `critical`",
         ),
+        (
+            "gate = \"newest\"",
+            "results.gate",
+            "expected `all` or `new`, found \"newest\"",
+        ),
     ];
     for (line, key, says) in cases {
         let e = assert_one_error(
@@ -860,6 +865,31 @@ fn target_mode_and_size_come_from_the_project_file_with_line_errors() {
     assert_eq!(
         (e.location.unwrap().line, e.key.as_deref()),
         (3, Some("target_max_size")),
+        "{e}"
+    );
+}
+
+#[test]
+fn gate_comes_from_the_suite_then_the_project_and_defaults_to_all() {
+    use crate::findings::Gate;
+    let p = Project::new(&[
+        ("plain.toml", "image = \"x\"\n"),
+        ("own.toml", "image = \"x\"\n[results]\ngate = \"all\"\n"),
+    ]);
+    let loaded = p.load();
+    assert!(loaded.suites.iter().all(|s| s.results.gate == Gate::All));
+    let project = load_project(&p.write("phalanx.toml", "gate = \"new\"\n")).unwrap();
+    assert_eq!(project.gate, Gate::New);
+    let loaded = p.load_with(&project);
+    let (own, plain) = (&loaded.suites[0], &loaded.suites[1]);
+    assert_eq!(
+        (own.results.gate, plain.results.gate),
+        (Gate::All, Gate::New)
+    );
+    let file = p.write("phalanx.toml", "jobs = 2\ngate = \"fresh\"\n");
+    let e = load_project(&file).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:", file.display())) && e.contains("key `gate`"),
         "{e}"
     );
 }

@@ -74,6 +74,7 @@ mod tests {
             partition: None,
             suppressions: Default::default(),
             target: None,
+            baseline: None,
         };
         let note = mark_lost(&mut report, "unix:///x.sock");
         assert!(

@@ -294,6 +294,7 @@ mod tests {
             partition: None,
             suppressions: Default::default(),
             target: None,
+            baseline: None,
         }
     }
 

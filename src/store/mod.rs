@@ -15,6 +15,7 @@
 //! A store that cannot be used is a [`StoreError`] whose one-line `Display` says what to
 //! do; `phalanx run` prints it and goes on without the store.
 
+pub mod baseline;
 pub mod diff;
 pub mod error;
 pub mod for_run;

@@ -19,6 +19,7 @@ mod runs;
 mod support;
 
 mod base_image;
+mod baselines;
 mod bundled_suites;
 mod doctor;
 mod e2e_scanners;

@@ -50,6 +50,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
             target_volume: None,
             reports_dir: dir.join("reports"),
             suppressions: Default::default(),
+            baseline: None,
         },
         options: ScheduleOptions {
             jobs,

@@ -84,6 +84,7 @@ fn fixed_run() -> RunReport {
         partition: None,
         suppressions: Default::default(),
         target: None,
+        baseline: None,
     }
 }
 

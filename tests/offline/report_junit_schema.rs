@@ -77,6 +77,7 @@ fn run_with_every_outcome() -> RunReport {
         partition: None,
         suppressions: Default::default(),
         target: None,
+        baseline: None,
     }
 }
 
