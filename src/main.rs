@@ -17,7 +17,7 @@ use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{json, junit, sarif, summary};
+use phalanx::report::{ReportInput, json, junit, sarif, summary, write_html, write_markdown};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::{ScheduleOptions, StopReason, StopSignal};
@@ -137,6 +137,19 @@ struct RunArgs {
     /// Merged SARIF log of every SARIF suite [default: <reports>/results.sarif].
     #[arg(long, value_name = "PATH")]
     sarif: Option<PathBuf>,
+    /// The release manager's self-contained HTML page [default: <reports>/report.html].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_html")]
+    html: Option<PathBuf>,
+    /// Do not write the HTML report.
+    #[arg(long)]
+    no_html: bool,
+    /// Markdown summary for a merge-request note or job summary, at most 60 KB
+    /// [default: <reports>/report.md]; links to the HTML at $PHALANX_REPORT_URL when set.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_markdown")]
+    markdown: Option<PathBuf>,
+    /// Do not write the Markdown report.
+    #[arg(long)]
+    no_markdown: bool,
     /// Fail suites on unsuppressed findings at or above this severity (critical, high,
     /// medium, low, info), overriding every suite's `fail_on` for this run.
     #[arg(long, value_name = "SEVERITY")]
@@ -387,6 +400,10 @@ struct ReportPaths {
     junit: PathBuf,
     json: PathBuf,
     sarif: PathBuf,
+    /// `None` when turned off (`--no-html`, `--no-markdown`).
+    html: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    target: PathBuf,
 }
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
@@ -412,6 +429,13 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             .sarif
             .clone()
             .unwrap_or_else(|| dir.join("results.sarif")),
+        html: (!args.no_html).then(|| args.html.clone().unwrap_or_else(|| dir.join("report.html"))),
+        markdown: (!args.no_markdown).then(|| {
+            args.markdown
+                .clone()
+                .unwrap_or_else(|| dir.join("report.md"))
+        }),
+        target: target.clone(),
         dir,
     };
     let jobs = args
@@ -585,16 +609,21 @@ fn unreachable_report(plan: RunPlan, message: &str) -> RunReport {
 /// Writes every report, even when an earlier one failed, then the summary; the first
 /// failure is returned.
 fn write_reports(report: &RunReport, paths: &ReportPaths) -> Result<(), Failure> {
+    let input = ReportInput::for_run(report, &paths.target, Some(&paths.sarif));
+    let (html, markdown) = (paths.html.as_deref(), paths.markdown.as_deref());
     let written = [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
         json::write_json(report, &paths.json),
+        html.map_or(Ok(()), |p| write_html(&input, p)),
+        markdown.map_or(Ok(()), |p| write_markdown(&input, p)),
     ];
-    let files = [
+    let mut files = vec![
         paths.junit.as_path(),
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
+    files.extend(html.into_iter().chain(markdown));
     println!("{}", summary::summary_table(report, &files));
     match written.into_iter().find_map(Result::err) {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
