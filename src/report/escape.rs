@@ -41,30 +41,41 @@ const BREAK: char = '\u{200b}';
 
 /// `s` as inline Markdown text that renders as exactly these characters: one line (control
 /// characters and newlines gone, whitespace collapsed), at most `max_chars` characters,
-/// every ASCII punctuation character backslash-escaped (so no emphasis, link, image, HTML,
-/// code span, heading, list or table cell boundary can start), and the autolink triggers
-/// of GitHub-flavoured Markdown broken by a zero-width space.
+/// with a backslash before every character that could start emphasis, a link, an image,
+/// HTML, an entity, a code span, math, an emoji code or a table cell boundary (and before
+/// the first character when it could start a heading, list or quote), and the autolink,
+/// mention and reference triggers of GitHub and GitLab broken by a zero-width space. Other punctuation
+/// is left alone so the raw text stays readable.
 pub fn md(s: &str, max_chars: usize) -> String {
     let flat = one_line(s, max_chars);
     let mut out = String::with_capacity(flat.len() + flat.len() / 4);
     // The three characters before `c`, lowercased, to spot `www.`.
     let mut window = [' '; 3];
-    for c in flat.chars() {
+    let mut leading_digits = true;
+    let mut chars = flat.chars().enumerate().peekable();
+    while let Some((i, c)) = chars.next() {
         if c == '.' && window == ['w'; 3] {
             out.push(BREAK);
         }
-        if c.is_ascii_punctuation() {
+        let starts_block = (i == 0 && "-+=.".contains(c)) || (leading_digits && i > 0 && c == '.');
+        if INLINE_SPECIAL.contains(c) || starts_block {
             out.push('\\');
         }
         out.push(c);
-        // `scheme:` and `user@` start autolinks (and `javascript:` a link target).
-        if c == '@' || (c == ':' && window[2].is_ascii_alphanumeric()) {
+        // `scheme://` and `user@host` start autolinks, `@user` a mention, `#12` a reference.
+        let next = chars.peek().map(|(_, n)| *n);
+        let word_follows = next.is_some_and(|n| n.is_alphanumeric());
+        if ((c == '@' || c == '#') && word_follows) || (c == ':' && next == Some('/')) {
             out.push(BREAK);
         }
+        leading_digits &= c.is_ascii_digit();
         window = [window[1], window[2], c.to_ascii_lowercase()];
     }
     out
 }
+
+/// What has a meaning anywhere in a line of GitHub-flavoured Markdown.
+const INLINE_SPECIAL: &str = "\\`*_[]()<>|!~#&$";
 
 /// `s` as a Markdown code span, for fingerprints, digests and command lines: shown
 /// verbatim, never a link. Backticks cannot be escaped inside a span, so they become `'`;
@@ -91,15 +102,16 @@ mod tests {
     }
 
     #[test]
-    fn md_escapes_every_punctuation_character() {
-        assert_eq!(md("[x](javascript:alert(1))", 100), {
-            let mut s = String::from(r"\[x\]\(javascript\:");
-            s.push(BREAK);
-            s.push_str(r"alert\(1\)\)");
-            s
-        });
+    fn md_escapes_what_markdown_reads() {
+        assert_eq!(
+            md("[x](javascript:alert(1))", 100),
+            r"\[x\]\(javascript:alert\(1\)\)"
+        );
         assert_eq!(md("a|b `c` <img>", 100), r"a\|b \`c\` \<img\>");
-        assert_eq!(md("# h\n- item", 100), r"\# h \- item");
+        assert_eq!(md("# h\n- item", 100), r"\# h - item");
+        assert_eq!(md("- item", 100), r"\- item");
+        assert_eq!(md("1. item", 100), r"1\. item");
+        assert_eq!(md("a-b, c/d. e", 100), "a-b, c/d. e");
     }
 
     #[test]
@@ -107,8 +119,8 @@ mod tests {
         let out = md("see https://evil.test and www.evil.test or a@b.test", 200);
         assert!(!out.contains("https:/"), "{out}");
         assert!(!out.contains("www."), "{out}");
-        assert!(!out.contains("www\\."), "{out}");
-        assert!(!out.contains("a\\@b"), "{out}");
+        assert!(!out.contains("a@b"), "{out}");
+        assert!(!md("@team #12", 20).contains("@t"));
         // Plain text is left as it is.
         assert_eq!(md("plain words 42", 100), "plain words 42");
     }

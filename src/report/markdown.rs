@@ -49,7 +49,7 @@ pub fn markdown_report(input: &ReportInput) -> String {
     let _ = writeln!(
         out,
         "\n<sub>Phalanx {} · run {}</sub>",
-        md(&run.phalanx_version, 40),
+        md_code(&run.phalanx_version, 40),
         md_code(&run.run_id, 80)
     );
     cap(out)
@@ -69,7 +69,8 @@ fn verdict(out: &mut String, input: &ReportInput) {
         v.label().to_uppercase(),
         run.exit_code()
     );
-    let _ = writeln!(out, "**{}**\n", md(&verdict_detail(run), 400));
+    // Made of counts and words of ours alone: nothing to escape.
+    let _ = writeln!(out, "**{}**\n", verdict_detail(run));
     let mut facts = vec![format!("**Target** {}", md_code(&input.target, TEXT_CHARS))];
     if let Some(git) = &input.git {
         let state = match git.dirty {
