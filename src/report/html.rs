@@ -46,7 +46,7 @@ pub fn html_report(input: &ReportInput) -> String {
     let verdict = Verdict::of(run);
     let mut out = String::with_capacity(64 << 10);
     head(&mut out, input, verdict);
-    banner(&mut out, run, verdict);
+    banner(&mut out, input, verdict);
     scanned(&mut out, input);
     suites(&mut out, run);
     changes(&mut out, &input.comparison);
@@ -81,19 +81,35 @@ fn head(out: &mut String, input: &ReportInput, verdict: Verdict) {
     );
 }
 
-fn banner(out: &mut String, run: &RunReport, verdict: Verdict) {
+fn banner(out: &mut String, input: &ReportInput, verdict: Verdict) {
+    let run = input.run;
     let mark = match verdict {
         Verdict::Passed => "✔",
         Verdict::Failed => "✘",
         Verdict::NotTrustworthy => "⚠",
     };
-    let _ = writeln!(
+    let _ = write!(
         out,
         "<header class=\"banner {}\" role=\"banner\"><div class=\"verdict\">{mark} {}</div>\
-         <div class=\"detail\">{}</div><div class=\"exit\">exit code {}</div></header>",
+         <div class=\"detail\">{}",
         verdict.class(),
         verdict.label().to_uppercase(),
         html(&verdict_detail(run)),
+    );
+    if run.suites.iter().any(|s| s.findings.is_some()) {
+        let new = match &input.comparison {
+            Comparison::Against(c) => format!("; {} new since the baseline", c.new.total()),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<br/>Findings: {}{new}",
+            html(&finding_counts(run).to_string())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</div><div class=\"exit\">exit code {}</div></header>",
         run.exit_code()
     );
 }
@@ -207,7 +223,11 @@ fn suite_row(out: &mut String, suite: &SuiteReport) {
     }
     out.push_str("</td><td class=\"cause\">");
     if suite.outcome != Outcome::Passed || suite.flaky {
-        let why = cause(suite).unwrap_or_else(|| "no cause given".into());
+        let why = match (suite.outcome, cause(suite)) {
+            (Outcome::Passed, _) => format!("passed on attempt {}", suite.attempts),
+            (_, Some(why)) => why,
+            (_, None) => "no cause given".into(),
+        };
         push_html(out, &clip(&why, CAUSE_CHARS));
         for retry in &suite.retried {
             let _ = write!(
@@ -575,7 +595,8 @@ fn findings_chart(out: &mut String, points: &[TrendPoint]) {
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    chart_open(out, "Findings per run, by severity", max);
+    chart_open(out, "Findings per run, by severity", max, points);
+    legend(out);
     let slot = (CHART_W - PAD) / points.len() as f64;
     for (i, p) in points.iter().enumerate() {
         let x = PAD + i as f64 * slot + slot * 0.15;
@@ -608,7 +629,7 @@ fn failing_chart(out: &mut String, points: &[TrendPoint]) {
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    chart_open(out, "Suites not passing per run", max);
+    chart_open(out, "Suites not passing per run", max, points);
     let slot = (CHART_W - PAD) / points.len() as f64;
     for (i, p) in points.iter().enumerate() {
         let h = p.suites_failing as f64 / max * (CHART_H - 2.0 * PAD);
@@ -626,13 +647,38 @@ fn failing_chart(out: &mut String, points: &[TrendPoint]) {
     out.push_str("</svg>\n");
 }
 
-fn chart_open(out: &mut String, title: &str, max: f64) {
+/// Which colour is which severity, along the top of the chart.
+fn legend(out: &mut String) {
+    for (i, s) in Severity::DESCENDING.iter().enumerate() {
+        let x = 230.0 + i as f64 * 46.0;
+        let _ = write!(
+            out,
+            "<rect x=\"{x}\" y=\"6\" width=\"8\" height=\"8\" fill=\"{}\"/>\
+             <text x=\"{}\" y=\"14\" class=\"ax\">{s}</text>",
+            severity_colour(*s),
+            x + 11.0
+        );
+    }
+}
+
+fn chart_open(out: &mut String, title: &str, max: f64, points: &[TrendPoint]) {
     let base = CHART_H - PAD;
+    // The first and last dates under the axis: the table below has every one.
+    let (first, last) = (&points[0], &points[points.len() - 1]);
     let _ = write!(
         out,
         "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {CHART_W} {CHART_H}\" \
          role=\"img\" aria-label=\"{title}\"><title>{title}</title>\
-         <text x=\"{PAD}\" y=\"14\" class=\"ct\">{title}</text>\
+         <text x=\"{PAD}\" y=\"{}\" class=\"ax\">{}</text>\
+         <text x=\"{CHART_W}\" y=\"{}\" class=\"ax\" text-anchor=\"end\">{}</text>",
+        CHART_H - 8.0,
+        first.when.format("%Y-%m-%d"),
+        CHART_H - 8.0,
+        last.when.format("%Y-%m-%d"),
+    );
+    let _ = write!(
+        out,
+        "<text x=\"{PAD}\" y=\"14\" class=\"ct\">{title}</text>\
          <line x1=\"{PAD}\" y1=\"{base}\" x2=\"{CHART_W}\" y2=\"{base}\" stroke=\"#9ca3af\"/>\
          <text x=\"{}\" y=\"{}\" class=\"ax\" text-anchor=\"end\">{max}</text>\
          <text x=\"{}\" y=\"{base}\" class=\"ax\" text-anchor=\"end\">0</text>",
@@ -643,7 +689,7 @@ fn chart_open(out: &mut String, title: &str, max: f64) {
 }
 
 fn trend_table(out: &mut String, points: &[TrendPoint]) {
-    out.push_str("<details><summary>The numbers</summary>\n<table class=\"counts\"><thead><tr><th>Run</th><th>When</th>");
+    out.push_str("<details open=\"open\"><summary>The numbers</summary>\n<table class=\"counts\"><thead><tr><th>Run</th><th>When</th>");
     for s in Severity::DESCENDING {
         let _ = write!(out, "<th class=\"num\">{s}</th>");
     }
