@@ -394,6 +394,16 @@ fn findings(out: &mut String, input: &ReportInput) {
         Some(p) => format!(" in the merged SARIF, {p}"),
         None => " in the merged SARIF".to_string(),
     };
+    let listed = listed_rows(&groups);
+    if listed < total.total() {
+        let _ = writeln!(
+            out,
+            "<p class=\"more\">Listed: {listed} of {} findings (at most {PER_GROUP} per rule, \
+             {MAX_ROWS} in all); every one is{}.</p>",
+            total.total(),
+            html(&full)
+        );
+    }
     let mut rows = 0;
     let mut current: Option<(Severity, &str)> = None;
     for group in groups.iter().take(MAX_GROUPS) {
@@ -424,6 +434,13 @@ fn findings(out: &mut String, input: &ReportInput) {
         );
     }
     out.push_str("</section>\n");
+}
+
+/// How many finding rows [`rule_group`] will write for `groups`, given the caps.
+fn listed_rows(groups: &[RuleGroup]) -> usize {
+    groups.iter().take(MAX_GROUPS).fold(0, |rows, g| {
+        rows + g.findings.len().min(PER_GROUP).min(MAX_ROWS - rows)
+    })
 }
 
 fn close_severity(out: &mut String, open: bool) {
