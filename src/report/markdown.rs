@@ -224,6 +224,14 @@ fn changes(out: &mut String, input: &ReportInput) {
                 Comparison::FirstRun => "No baseline: first run of this target.",
                 _ => "No baseline: no run store is in use.",
             };
+            if input.run.suites.iter().all(|s| s.findings.is_none()) {
+                // "None" would read as clean when nothing was read at all.
+                let _ = writeln!(
+                    out,
+                    "### Findings\n\n{why} No suite produced SARIF findings.\n"
+                );
+                return;
+            }
             let _ = writeln!(out, "### Findings\n\n{why} The most severe findings:\n");
             top_findings(out, input.run);
         }
