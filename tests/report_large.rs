@@ -9,6 +9,10 @@
 //! cargo test --release --test report_large --no-run
 //! target/release/deps/report_large-* --ignored --exact measure_75k --nocapture
 //! ```
+//!
+//! Measured on the 2-core development machine: 75,239 findings give a 335 KB
+//! `report.html` in 8 ms and a 1.3 KB `report.md`; the demo-like run 21 KB and 1.7 KB,
+//! each well under a millisecond.
 
 mod findings_common;
 mod report_common;
