@@ -21,7 +21,7 @@ use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{json, junit, sarif, summary};
+use phalanx::report::{ReportInput, json, junit, sarif, summary, write_html, write_markdown};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
@@ -60,7 +60,7 @@ enum Command {
         suites: SuitesDir,
     },
     /// Run the selected suites (all of them without --suite or --tag).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build the images the selected suites need (all suites without --suite or --tag),
     /// so that runs start at once. Images that exist are left as they are.
     Images(ImagesArgs),
@@ -211,6 +211,19 @@ struct RunArgs {
     /// Merged SARIF log of every SARIF suite [default: <reports>/results.sarif].
     #[arg(long, value_name = "PATH")]
     sarif: Option<PathBuf>,
+    /// The release manager's self-contained HTML page [default: <reports>/report.html].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_html")]
+    html: Option<PathBuf>,
+    /// Do not write the HTML report.
+    #[arg(long)]
+    no_html: bool,
+    /// Markdown summary for a merge-request note or job summary, at most 60 KB
+    /// [default: <reports>/report.md]; links to the HTML at $PHALANX_REPORT_URL when set.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_markdown")]
+    markdown: Option<PathBuf>,
+    /// Do not write the Markdown report.
+    #[arg(long)]
+    no_markdown: bool,
     /// Fail suites on unsuppressed findings at or above this severity (critical, high,
     /// medium, low, info), overriding every suite's `fail_on` for this run.
     #[arg(long, value_name = "SEVERITY")]
@@ -319,7 +332,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::List { suites, tags } => list(&project, &suites, &tags),
         Command::Validate { suites } => validate(&project, &suites),
-        Command::Run(args) => run(&project, args).await,
+        Command::Run(args) => run(&project, *args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
         Command::Doctor(_) => unreachable!("handled above"),
@@ -527,6 +540,10 @@ struct ReportPaths {
     junit: PathBuf,
     json: PathBuf,
     sarif: PathBuf,
+    /// `None` when turned off (`--no-html`, `--no-markdown`).
+    html: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    target: PathBuf,
 }
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
@@ -565,6 +582,13 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             .sarif
             .clone()
             .unwrap_or_else(|| dir.join("results.sarif")),
+        html: (!args.no_html).then(|| args.html.clone().unwrap_or_else(|| dir.join("report.html"))),
+        markdown: (!args.no_markdown).then(|| {
+            args.markdown
+                .clone()
+                .unwrap_or_else(|| dir.join("report.md"))
+        }),
+        target: target.clone(),
         dir,
     };
     let jobs = args
@@ -992,16 +1016,21 @@ fn write_reports(
     paths: &ReportPaths,
     summary_on_stderr: bool,
 ) -> Result<(), Failure> {
+    let input = ReportInput::for_run(report, &paths.target, Some(&paths.sarif));
+    let (html, markdown) = (paths.html.as_deref(), paths.markdown.as_deref());
     let written = [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
         json::write_json(report, &paths.json),
+        html.map_or(Ok(()), |p| write_html(&input, p)),
+        markdown.map_or(Ok(()), |p| write_markdown(&input, p)),
     ];
-    let files = [
+    let mut files = vec![
         paths.junit.as_path(),
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
+    files.extend(html.into_iter().chain(markdown));
     let table = summary::summary_table(report, &files);
     if summary_on_stderr {
         eprintln!("{table}");
