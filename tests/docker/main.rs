@@ -22,6 +22,7 @@ mod base_image;
 mod baselines;
 mod bundled_suites;
 mod doctor;
+mod dry_run;
 mod e2e_scanners;
 mod faults_engine;
 mod faults_load;
