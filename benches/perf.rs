@@ -620,12 +620,12 @@ async fn makespan(image: &str, config: &Config) -> Result<()> {
         total
     );
     println!("  lower bound max(longest, total / J) = {bound:.2} s");
-    // Pairs of runs: the first with a fresh history (none: plan order, FIFO), the second
-    // with the history the first left.
+    // Pairs of runs: the first with a fresh run store (no durations: plan order, FIFO),
+    // the second with the durations the first recorded.
     let (mut fifo, mut lpt, mut against_measured) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..config.makespan_reps {
-        let history = ws.root().join(format!("history-{rep}.json"));
-        let args = ["--history".to_string(), history.display().to_string()];
+        let store = ws.root().join(format!("store-{rep}.db"));
+        let args = ["--store".to_string(), store.display().to_string()];
         let first = phalanx_run(&ws, jobs, &args).await?;
         let second = phalanx_run(&ws, jobs, &args).await?;
         fifo.push(first.wall.as_secs_f64());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::EngineError;
-use crate::findings::Severity;
+use crate::findings::{Gate, Severity};
 use crate::stop::{Signal, StopReason};
 
 /// Why a suite ended as it did, for anything but a pass. Serialised as an object whose
@@ -70,11 +70,13 @@ pub enum Cause {
     ResultNotCopied { error: EngineError },
     /// The results could not be written to the reports folder.
     ResultNotExtracted { message: String },
-    /// Unsuppressed findings at or above the suite's `fail_on`.
+    /// Unsuppressed findings at or above the suite's `fail_on` (new ones only, under
+    /// `gate = "new"`).
     Findings {
-        /// How many findings are at or above `fail_on`.
+        /// How many findings are at or above `fail_on` and count under `gate`.
         count: usize,
         fail_on: Severity,
+        gate: Gate,
         /// The first finding of the highest severity: where a reader should start.
         worst: WorstFinding,
     },
@@ -309,9 +311,15 @@ impl fmt::Display for Cause {
             Cause::Findings {
                 count,
                 fail_on,
+                gate,
                 worst,
             } => {
-                let noun = if *count == 1 { "finding" } else { "findings" };
+                let noun = match (gate, *count == 1) {
+                    (Gate::All, true) => "finding",
+                    (Gate::All, false) => "findings",
+                    (Gate::New, true) => "new finding",
+                    (Gate::New, false) => "new findings",
+                };
                 let at = worst
                     .location
                     .as_ref()
@@ -460,6 +468,7 @@ mod tests {
                 Cause::Findings {
                     count: 2,
                     fail_on: Severity::High,
+                    gate: Gate::All,
                     worst: WorstFinding {
                         rule: "CVE-1".into(),
                         severity: Severity::Critical,
@@ -467,6 +476,19 @@ mod tests {
                     },
                 },
                 "2 findings at or above high; worst: CVE-1 (critical) at pom.xml:12",
+            ),
+            (
+                Cause::Findings {
+                    count: 1,
+                    fail_on: Severity::High,
+                    gate: Gate::New,
+                    worst: WorstFinding {
+                        rule: "B602".into(),
+                        severity: Severity::High,
+                        location: None,
+                    },
+                },
+                "1 new finding at or above high; worst: B602 (high)",
             ),
         ];
         for (cause, sentence) in cases {

@@ -148,6 +148,8 @@ pub struct DoctorOptions {
     pub tags: Vec<String>,
     /// `--reports`; `None` takes the project's folder.
     pub reports_dir: Option<PathBuf>,
+    /// `--store` / `PHALANX_STORE`; `None` takes the project's `[store]` path.
+    pub store: Option<PathBuf>,
 }
 
 /// Runs every check. Never fails: what cannot be checked is itself a finding.
@@ -175,8 +177,8 @@ pub async fn diagnose(options: &DoctorOptions) -> Diagnosis {
             &engine_fix(),
         )),
     }
-    // LEAD (run store): once `phalanx::store` is merged, push
-    // `store_check(Path::new(STORE_PATH), <open the store read-only>)` here.
+    let store = options.store.clone().unwrap_or(project.store.path);
+    checks.push(store_check(&store, open_read_only(&store)));
     Diagnosis { checks }
 }
 
@@ -601,8 +603,21 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The run store check, for the lead to wire once `phalanx::store` is merged.
-/// `opened` is what opening the store at `path` read-only said: `None` when the file does
+/// What a read-only look at the store says, in [`store_check`]'s terms.
+fn open_read_only(path: &Path) -> Option<Result<u32, String>> {
+    use crate::store::{Store, StoreError};
+    match Store::check(path) {
+        Err(StoreError::Missing { .. }) => None,
+        Err(e) => Some(Err(e.to_string())),
+        Ok(status) if status.schema > status.known => Some(Err(format!(
+            "its schema version {} is newer than this Phalanx knows ({})",
+            status.schema, status.known
+        ))),
+        Ok(status) => Some(Ok(status.schema)),
+    }
+}
+
+/// The run store check. `opened` is what opening the store at `path` read-only said: `None` when the file does
 /// not exist (the first run creates it), `Some(Ok(version))` when its schema is one this
 /// Phalanx knows, `Some(Err(why))` when it cannot be read or its schema is unknown.
 /// A broken store never stops a run (it only loses history), so that is a warning.

@@ -174,8 +174,12 @@ impl DryRun {
 
     /// The exit code of `--dry-run`: 2 when a real run would refuse something (a selected
     /// suite file is invalid), else 0.
-    pub fn exit_code(&self) -> i32 {
-        if self.invalid_suites.is_empty() { 0 } else { 2 }
+    pub fn exit_code(&self) -> u8 {
+        if self.invalid_suites.is_empty() {
+            crate::exit::PASSED
+        } else {
+            crate::exit::USAGE
+        }
     }
 
     /// The plan for a person: one block per suite in start order, then the images.
@@ -238,10 +242,10 @@ fn write_suite(out: &mut String, n: usize, s: &PlannedSuite) {
     );
     let _ = writeln!(
         out,
-        "     image {} ({}); results {:?}, fail on {}",
+        "     image {} ({}); results {}, fail on {}",
         s.image,
         s.image_state.describe(),
-        s.format,
+        word(&s.format),
         s.fail_on
     );
     let p = &s.policy;
@@ -252,14 +256,22 @@ fn write_suite(out: &mut String, n: usize, s: &PlannedSuite) {
     };
     let _ = writeln!(
         out,
-        "     policy: network {:?}, user {}, read-only {}, cap_add {caps}, memory {} MiB, cpus {}, pids {}",
-        p.network,
+        "     policy: network {}, user {}, read-only {}, cap_add {caps}, memory {} MiB, cpus {}, pids {}",
+        word(&p.network),
         p.user,
         p.read_only,
         p.memory_bytes >> 20,
         p.cpus,
         p.pids
     );
+}
+
+/// A value as the suite file spells it (`exit-code`, `none`): its serde name.
+fn word(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
 }
 
 fn round_ms(secs: f64) -> f64 {
@@ -318,6 +330,7 @@ mod tests {
         assert!(text.contains("  1. slow  expected ~12.3s"), "{text}");
         assert!(text.contains("img/b:1  would be built"), "{text}");
         assert!(text.contains("cap_add NET_RAW"), "{text}");
+        assert!(text.contains("policy: network none,"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! How long each suite took in earlier runs, so the next run can start the longest first
 //! (see [`crate::plan::longest_first`]).
 //!
+//! [`History`] is the in-memory estimate the plan reads; `phalanx run` fills it from the
+//! run store ([`crate::store::Store::expected_durations`]), which keeps it with the same
+//! running-estimate rule ([`History::record`]). The file format below is what Phalanx
+//! wrote before the store: it is still read, to import it into a store once.
+//!
 //! A small JSON file, `.phalanx/history.json` by default, keyed by suite name and image
 //! (a new image may well change how long a suite takes). It is only a hint: a missing file
 //! is an empty history, and an unreadable or corrupt one is ignored with a warning and
@@ -88,6 +93,20 @@ impl History {
             .map(|e| ((e.name.clone(), e.image.clone()), e))
             .collect();
         Ok(History { entries })
+    }
+
+    /// A history of these entries (the run store keeps them in a table).
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> History {
+        let entries = entries
+            .into_iter()
+            .filter(|e| e.expected_secs.is_finite() && e.expected_secs >= 0.0)
+            .map(|e| ((e.name.clone(), e.image.clone()), e))
+            .collect();
+        History { entries }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
     }
 
     /// How long `suite` is expected to take, if it ran before with the same image.
@@ -186,10 +205,7 @@ fn tells_duration(report: &SuiteReport) -> bool {
 }
 
 fn ignored(path: &Path, why: &str) -> String {
-    format!(
-        "ignoring the run history {} ({why}); suites start in plan order and the file is rewritten after the run",
-        path.display()
-    )
+    format!("ignoring the run history {} ({why})", path.display())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -31,4 +31,6 @@ pub mod runner;
 pub mod schedule;
 pub mod secrets;
 pub mod stop;
+pub mod store;
+pub mod target;
 pub mod verdict;

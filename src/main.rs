@@ -15,17 +15,19 @@ use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::event::{Event, Subscriber};
 use phalanx::event_log::EventLog;
 use phalanx::exit;
-use phalanx::findings::Severity;
-use phalanx::history::{self, History};
+use phalanx::findings::{Gate, Severity};
+use phalanx::history;
 use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{json, junit, sarif, summary};
+use phalanx::report::{ReportInput, json, junit, sarif, summary, write_html, write_markdown};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
 use phalanx::stop::{Signal, StopReason, StopSignal};
+use phalanx::store::{self, QueryError, RunFilter, Store, StoreSettings};
+use phalanx::target::{TargetMode, TargetRequest};
 
 /// `phalanx suppress` and the run's suppressions (CLI side; the logic is `phalanx::verdict`).
 #[path = "cli/suppress.rs"]
@@ -58,7 +60,7 @@ enum Command {
         suites: SuitesDir,
     },
     /// Run the selected suites (all of them without --suite or --tag).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build the images the selected suites need (all suites without --suite or --tag),
     /// so that runs start at once. Images that exist are left as they are.
     Images(ImagesArgs),
@@ -77,6 +79,58 @@ enum Command {
         #[arg(long = "run", value_name = "RUN_ID")]
         run_id: Option<String>,
     },
+    /// List the recorded runs, newest first.
+    Runs {
+        #[command(flatten)]
+        store: StoreArg,
+        /// At most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Only runs of this target.
+        #[arg(long, value_name = "PATH")]
+        target: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One recorded run's suites and findings.
+    Show {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A run id, the start of one, `last` or `last~N`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Findings of HEAD [default: last] against BASE [default: the run before HEAD of the
+    /// same target and selection]: new, fixed and unchanged, matched by fingerprint.
+    Diff {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(value_name = "BASE")]
+        base: Option<String>,
+        #[arg(value_name = "HEAD")]
+        head: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a new, unsuppressed finding is at or above this severity.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on_new: Option<Severity>,
+    },
+    /// Delete all but the newest N runs from the run store, with their findings.
+    Prune {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
+}
+
+#[derive(Args)]
+struct StoreArg {
+    /// The run store [default: from phalanx.toml's [store] path, else .phalanx/phalanx.db].
+    #[arg(long = "store", value_name = "PATH", env = "PHALANX_STORE")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -117,6 +171,8 @@ struct DoctorArgs {
     /// The reports folder a run would use [default: from phalanx.toml, else `reports`].
     #[arg(long, value_name = "DIR")]
     reports: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArg,
     /// One JSON document instead of text: `checks` with name, status (ok, warn, fail),
     /// detail and fix.
     #[arg(long)]
@@ -136,6 +192,12 @@ struct RunArgs {
     /// What the suites inspect, mounted read-only at /target.
     #[arg(long, value_name = "PATH", default_value = ".")]
     target: PathBuf,
+    /// How suites see the target: `bind` mounts this directory (the engine must share this
+    /// filesystem), `copy` sends it once into a volume through the engine's API, `auto`
+    /// binds only when a probe shows the engine sees the same files [default: from
+    /// phalanx.toml, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    target_mode: Option<TargetMode>,
     /// Concurrency slots (a suite takes `weight` of them) [default: from phalanx.toml, else
     /// the number of CPUs].
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -156,10 +218,33 @@ struct RunArgs {
     /// Merged SARIF log of every SARIF suite [default: <reports>/results.sarif].
     #[arg(long, value_name = "PATH")]
     sarif: Option<PathBuf>,
+    /// The release manager's self-contained HTML page [default: <reports>/report.html].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_html")]
+    html: Option<PathBuf>,
+    /// Do not write the HTML report.
+    #[arg(long)]
+    no_html: bool,
+    /// Markdown summary for a merge-request note or job summary, at most 60 KB
+    /// [default: <reports>/report.md]; links to the HTML at $PHALANX_REPORT_URL when set.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_markdown")]
+    markdown: Option<PathBuf>,
+    /// Do not write the Markdown report.
+    #[arg(long)]
+    no_markdown: bool,
     /// Fail suites on unsuppressed findings at or above this severity (critical, high,
     /// medium, low, info), overriding every suite's `fail_on` for this run.
     #[arg(long, value_name = "SEVERITY")]
     fail_on: Option<Severity>,
+    /// Compare the findings with an earlier run's: its results.sarif or run.json, or a run
+    /// of the run store (`last`, `last~N`, a run id or prefix, `branch:NAME`). Each finding
+    /// is then new or unchanged, and the baseline's findings that are gone are absent.
+    #[arg(long, value_name = "REF")]
+    baseline: Option<String>,
+    /// Which findings at or above the threshold fail a suite: `all`, or only `new` ones
+    /// (not in the --baseline), overriding every suite's `gate` for this run. Without a
+    /// baseline every finding is new.
+    #[arg(long, value_name = "all|new")]
+    gate: Option<Gate>,
     /// Stop starting suites, and stop the running ones, after the first failure.
     #[arg(long)]
     fail_fast: bool,
@@ -170,14 +255,25 @@ struct RunArgs {
     /// that N CI jobs given 1/N … N/N split them.
     #[arg(long, value_name = "hash:M/N")]
     partition: Option<plan::Partition>,
-    /// Suite durations of earlier runs, used to start the longest suites first, and
-    /// updated after the run.
-    #[arg(long, value_name = "PATH", default_value = history::DEFAULT_PATH)]
-    history: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
+    /// Run without the run store: the run is not recorded and suites start in plan order.
+    #[arg(long)]
+    no_store: bool,
+    /// Deprecated: durations now live in the run store. Names the old history file to
+    /// import into it once [default: .phalanx/history.json].
+    #[arg(long, value_name = "PATH", hide = true)]
+    history: Option<PathBuf>,
     /// Accepted risks [default: from phalanx.toml, else `suppressions.toml`]. Expiry is
     /// judged against today, or PHALANX_TODAY=YYYY-MM-DD when set (for tests).
     #[arg(long, value_name = "PATH")]
     suppressions: Option<PathBuf>,
+    /// Print the resolved plan and run nothing: the suites in start order with their
+    /// expected durations, which images exist and which would be built, each suite's
+    /// effective policy, and the shard. `--dry-run=json` prints it as one JSON document
+    /// (`--json` already names run.json's path). Exit 0, or 2 for what a run would refuse.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text")]
+    dry_run: Option<DryRunFormat>,
     /// Write every event of the run to PATH as it happens, one JSON object per line
     /// (README: "Event stream"). `-` is stdout; everything else then goes to stderr.
     #[arg(long, value_name = "PATH")]
@@ -189,6 +285,12 @@ impl RunArgs {
     fn events_on_stdout(&self) -> bool {
         self.events.as_deref() == Some(Path::new("-"))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DryRunFormat {
+    Text,
+    Json,
 }
 
 /// A failure that ends the command, with the exit code it maps to.
@@ -237,11 +339,26 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::List { suites, tags } => list(&project, &suites, &tags),
         Command::Validate { suites } => validate(&project, &suites),
-        Command::Run(args) => run(&project, args).await,
+        Command::Run(args) => run(&project, *args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
         Command::Doctor(_) => unreachable!("handled above"),
         Command::Suppress(args) => suppress::command(&project, args),
+        Command::Runs {
+            store,
+            limit,
+            target,
+            json,
+        } => runs(&project, &store, limit, target, json),
+        Command::Show { store, run, json } => show(&project, &store, &run, json),
+        Command::Diff {
+            store,
+            base,
+            head,
+            json,
+            fail_on_new,
+        } => diff(&project, &store, base, head, json, fail_on_new),
+        Command::Prune { store, keep } => prune(&project, &store, keep),
     }
 }
 
@@ -252,6 +369,7 @@ async fn doctor(args: DoctorArgs) -> ExitCode {
         names: args.names,
         tags: args.tags,
         reports_dir: args.reports,
+        store: args.store.path,
     };
     let diagnosis = phalanx::doctor::diagnose(&options).await;
     match args.json {
@@ -437,6 +555,10 @@ struct ReportPaths {
     junit: PathBuf,
     json: PathBuf,
     sarif: PathBuf,
+    /// `None` when turned off (`--no-html`, `--no-markdown`).
+    html: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    target: PathBuf,
 }
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
@@ -448,9 +570,22 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             suite.results.fail_on = fail_on;
         }
     }
+    if let Some(gate) = args.gate {
+        for suite in &mut suites {
+            suite.results.gate = gate;
+        }
+    }
     phalanx::secrets::protect(&suites);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
+    let baseline = match args.baseline.as_deref() {
+        // Looked up in the store as it is before this run, which is recorded at its end.
+        Some(_) if !args.no_store => {
+            let store = Store::open_existing(&store_settings(project, &args.store).path).ok();
+            load_baseline(args.baseline.as_deref(), &target, &suites, store.as_ref())?
+        }
+        reference => load_baseline(reference, &target, &suites, None)?,
+    };
     let dir = args
         .reports
         .clone()
@@ -462,6 +597,13 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             .sarif
             .clone()
             .unwrap_or_else(|| dir.join("results.sarif")),
+        html: (!args.no_html).then(|| args.html.clone().unwrap_or_else(|| dir.join("report.html"))),
+        markdown: (!args.no_markdown).then(|| {
+            args.markdown
+                .clone()
+                .unwrap_or_else(|| dir.join("report.md"))
+        }),
+        target: target.clone(),
         dir,
     };
     let jobs = args
@@ -469,14 +611,18 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         .map(|j| j as usize)
         .or(project.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (mut recorder, history) = open_store(project, &args);
+    let facts = store::RunFacts::gather(&target, store::Selection::new(&args.names, &args.tags));
     let run_id = run::new_run_id();
     let plan = RunPlan {
         run_id: run_id.clone(),
         context: RunContext {
             run_id,
             target,
+            target_volume: None,
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, args.suppressions.as_deref())?,
+            baseline,
         },
         options: ScheduleOptions {
             jobs,
@@ -485,14 +631,39 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         },
         suites,
         invalid_suites,
-        history: load_history(&args.history),
+        history,
         partition: args.partition.map(|p| p.to_string()),
     };
+    if let Some(format) = args.dry_run {
+        return Ok(dry_run(&plan, format).await);
+    }
     let subscribers = subscribers(&args, plan.suites.len());
+    let request = TargetRequest {
+        mode: args.target_mode.unwrap_or(project.target_mode),
+        target: plan.context.target.clone(),
+        reports_dir: paths.dir.clone(),
+        run_id: plan.run_id.clone(),
+        max_size: project.target_max_size,
+        show_progress: args.progress.resolve() == ProgressMode::Bar,
+    };
     let report = match connect_for_run(&plan.suites, &paths.dir).await {
         Ok(engine) => {
             remove_orphans(&engine).await;
+            let mut plan = plan;
+            let choice = match phalanx::target::prepare(&engine, &request).await {
+                Ok(choice) => choice,
+                Err(cause) => {
+                    let _ = engine.remove_labelled(Some(&plan.run_id)).await;
+                    let report = unreachable_report(plan, cause, subscribers.all());
+                    return finish_run(&args, report, &paths, &mut recorder, &facts);
+                }
+            };
+            if args.progress.resolve() == ProgressMode::Plain {
+                eprintln!("phalanx: {}", choice.line());
+            }
+            plan.context.target_volume = choice.volume.clone();
             let mut report = execute(engine, plan, subscribers).await;
+            report.target = Some(choice);
             if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
                 eprintln!("error: {note}");
             }
@@ -501,10 +672,23 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         // One sentence says it all; no progress lines repeating it for every suite.
         Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
-    if let Some(warning) = history::record_run(&args.history, &report.suites) {
+    finish_run(&args, report, &paths, &mut recorder, &facts)
+}
+
+/// Writes the reports of a run that ended, then records it in the store (a store that
+/// fails costs only the record: the reports are written first).
+fn finish_run(
+    args: &RunArgs,
+    report: RunReport,
+    paths: &ReportPaths,
+    recorder: &mut store::RunRecorder,
+    facts: &store::RunFacts,
+) -> Result<ExitCode, Failure> {
+    let written = write_reports(&report, paths, args.events_on_stdout());
+    if let Some(warning) = recorder.record(&report, facts) {
         eprintln!("warning: {warning}");
     }
-    write_reports(&report, &paths, args.events_on_stdout())?;
+    written?;
     Ok(ExitCode::from(report.exit_code()))
 }
 
@@ -513,6 +697,73 @@ fn image_jobs(flag: Option<u32>, project: &ProjectConfig) -> usize {
     flag.map(|n| n as usize)
         .or(project.image_jobs)
         .unwrap_or(phalanx::builds::DEFAULT_IMAGE_JOBS)
+}
+
+/// `run --dry-run`: what the run would do, from the plan and what the engine (if it
+/// answers) says of each image; nothing is started, written or recorded.
+async fn dry_run(plan: &RunPlan, format: DryRunFormat) -> ExitCode {
+    use phalanx::dry_run::{DryRun, ImageState, Inputs};
+    let engine = DockerEngine::connect().await.ok();
+    let mut images = std::collections::HashMap::new();
+    for suite in &plan.suites {
+        if images.contains_key(&suite.image) {
+            continue;
+        }
+        let state = match &engine {
+            None => ImageState::Unknown,
+            Some(engine) => match engine.image_exists(&suite.image).await {
+                Ok(true) => ImageState::Present,
+                Ok(false) if suite.build.is_some() => ImageState::WouldBuild,
+                Ok(false) => ImageState::Missing,
+                Err(_) => ImageState::Unknown,
+            },
+        };
+        images.insert(suite.image.clone(), state);
+    }
+    let order = plan::longest_first(&plan.suites, &plan.history);
+    let expected = |suite: &Suite| plan.history.expected(suite);
+    let dry = DryRun::new(Inputs {
+        suites: &plan.suites,
+        order: &order,
+        expected: &expected,
+        images: &images,
+        jobs: plan.options.jobs,
+        target: plan.context.target.clone(),
+        partition: plan.partition.clone(),
+        invalid_suites: plan.invalid_suites.clone(),
+    });
+    match format {
+        DryRunFormat::Text => print!("{}", dry.to_text()),
+        DryRunFormat::Json => match serde_json::to_string_pretty(&dry) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot write the plan as JSON: {e}"),
+        },
+    }
+    ExitCode::from(dry.exit_code())
+}
+
+/// The baseline `--baseline` names; one that names nothing is a usage error (exit 2),
+/// never an empty baseline. `gate = "new"` without one gates on every finding, as `all`.
+fn load_baseline(
+    reference: Option<&str>,
+    target: &Path,
+    suites: &[Suite],
+    store: Option<&Store>,
+) -> Result<Option<Arc<phalanx::verdict::Baseline>>, Failure> {
+    use phalanx::verdict::{BaselineRef, baseline};
+    let Some(text) = reference else {
+        if suites.iter().any(|s| s.results.gate == Gate::New) {
+            eprintln!(
+                "warning: gate new without --baseline: every finding counts as new, as with gate all"
+            );
+        }
+        return Ok(None);
+    };
+    let usage = |e: phalanx::verdict::BaselineError| Failure::Usage(e.to_string());
+    let reference = BaselineRef::parse(text).map_err(usage)?;
+    let store = store.map(|s| s as &dyn phalanx::verdict::BaselineStore);
+    let found = baseline::resolve(&reference, target, store).map_err(usage)?;
+    Ok(Some(Arc::new(found)))
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.
@@ -604,13 +855,118 @@ fn shard(
     (suites, invalid)
 }
 
-/// The history of earlier runs; one that cannot be used only costs the ordering.
-fn load_history(path: &Path) -> History {
-    let (history, warning) = History::load(path);
-    if let Some(warning) = warning {
+/// The run store and the durations it expects; a store that cannot be used only costs
+/// the ordering and the record, never the run.
+fn open_store(project: &ProjectConfig, args: &RunArgs) -> (store::RunRecorder, history::History) {
+    if args.history.is_some() {
+        eprintln!(
+            "warning: --history is deprecated: durations live in the run store, which imports that file once"
+        );
+    }
+    if args.no_store {
+        return (store::RunRecorder::off(), history::History::default());
+    }
+    let old = args
+        .history
+        .clone()
+        .unwrap_or_else(|| history::DEFAULT_PATH.into());
+    let opened = store::RunRecorder::open(&store_settings(project, &args.store), &old);
+    for warning in opened.warnings {
         eprintln!("warning: {warning}");
     }
-    history
+    (opened.recorder, opened.history)
+}
+
+fn store_settings(project: &ProjectConfig, arg: &StoreArg) -> StoreSettings {
+    StoreSettings {
+        path: arg
+            .path
+            .clone()
+            .unwrap_or_else(|| project.store.path.clone()),
+        keep_runs: project.store.keep_runs,
+    }
+}
+
+fn open_existing(project: &ProjectConfig, arg: &StoreArg) -> Result<Store, Failure> {
+    Store::open_existing(&store_settings(project, arg).path).map_err(|e| query_failure(e.into()))
+}
+
+fn query_failure(e: QueryError) -> Failure {
+    match e.exit_code() {
+        2 => Failure::Usage(e.to_string()),
+        _ => Failure::Infra(e.to_string()),
+    }
+}
+
+/// Prints `value` as JSON, or as the text `render` makes of it.
+fn print_view<T: serde::Serialize>(json: bool, value: &T, render: impl Fn(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("views serialise")
+        );
+    } else {
+        print!("{}", render(value));
+    }
+}
+
+fn runs(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    limit: usize,
+    target: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let target = target.map(|t| {
+        absolute_target(&t)
+            .or_else(|_| std::path::absolute(&t))
+            .unwrap_or(t)
+    });
+    let filter = RunFilter {
+        limit: Some(limit),
+        target,
+    };
+    let list = store.runs(&filter).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &list, |l| store::view::runs_table(l));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    run: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let run = store.resolve(run).map_err(query_failure)?;
+    let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
+    print_view(json, &detail, store::view::run_detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(
+    project: &ProjectConfig,
+    arg: &StoreArg,
+    base: Option<String>,
+    head: Option<String>,
+    json: bool,
+    fail_on_new: Option<Severity>,
+) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, arg)?;
+    let diff = store
+        .diff_refs(base.as_deref(), head.as_deref())
+        .map_err(query_failure)?;
+    print_view(json, &diff, store::view::diff);
+    let gate = fail_on_new.is_some_and(|t| diff.new_at_or_above(t) > 0);
+    Ok(ExitCode::from(u8::from(gate)))
+}
+
+fn prune(project: &ProjectConfig, arg: &StoreArg, keep: usize) -> Result<ExitCode, Failure> {
+    let mut store = open_existing(project, arg)?;
+    let deleted = store.prune(keep).map_err(|e| query_failure(e.into()))?;
+    println!("deleted {deleted} run(s); {keep} newest kept at most");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The broken suite files the user asked for: all of them when nothing is selected, else
@@ -683,16 +1039,21 @@ fn write_reports(
     paths: &ReportPaths,
     summary_on_stderr: bool,
 ) -> Result<(), Failure> {
+    let input = ReportInput::for_run(report, &paths.target, Some(&paths.sarif));
+    let (html, markdown) = (paths.html.as_deref(), paths.markdown.as_deref());
     let written = [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
         json::write_json(report, &paths.json),
+        html.map_or(Ok(()), |p| write_html(&input, p)),
+        markdown.map_or(Ok(()), |p| write_markdown(&input, p)),
     ];
-    let files = [
+    let mut files = vec![
         paths.junit.as_path(),
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
+    files.extend(html.into_iter().chain(markdown));
     let table = summary::summary_table(report, &files);
     if summary_on_stderr {
         eprintln!("{table}");

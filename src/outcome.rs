@@ -173,6 +173,14 @@ pub struct RunReport {
     /// The suppressions the run applied; reports derive what expired or went stale.
     #[serde(skip)]
     pub suppressions: Arc<crate::verdict::Suppressions>,
+    /// How the suites saw the target (bind or copy, and why); absent when no engine was
+    /// reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::target::TargetChoice>,
+    /// The baseline the findings were compared with (`--baseline`); the suites' findings
+    /// carry the counts and absent findings, reports add them up.
+    #[serde(skip)]
+    pub baseline: Option<Arc<crate::verdict::Baseline>>,
 }
 
 impl RunReport {

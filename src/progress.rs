@@ -39,7 +39,7 @@ pub enum ProgressMode {
 impl ProgressMode {
     /// What `Auto` means here and now. Bars need a terminal on stderr; CI runners that
     /// provide a pty still get plain lines, because their logs keep every redraw.
-    fn resolve(self) -> ProgressMode {
+    pub fn resolve(self) -> ProgressMode {
         match self {
             ProgressMode::Auto if stderr_is_interactive() => ProgressMode::Bar,
             ProgressMode::Auto => ProgressMode::Plain,

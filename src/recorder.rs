@@ -105,6 +105,8 @@ impl Recorder {
             partition: self.partition,
             // The run's suppressions are not an event; `run::execute` puts them back.
             suppressions: Default::default(),
+            target: None,
+            baseline: None,
         }
     }
 }
@@ -140,8 +142,10 @@ mod tests {
             context: RunContext {
                 run_id: "rec".into(),
                 target: "/".into(),
+                target_volume: None,
                 reports_dir,
                 suppressions: Default::default(),
+                baseline: None,
             },
             options: ScheduleOptions {
                 jobs: 2,

@@ -60,6 +60,7 @@ pub async fn execute<E: Engine>(
     });
     let watcher = announce_stop(stop.clone(), events.clone());
     let suppressions = Arc::clone(&plan.context.suppressions);
+    let baseline = plan.context.baseline.clone();
     let order = plan::longest_first(&plan.suites, &plan.history);
     let mut planned: Vec<Option<Suite>> = plan.suites.into_iter().map(Some).collect();
     let started: Vec<Suite> = order.iter().filter_map(|&i| planned[i].take()).collect();
@@ -88,6 +89,7 @@ pub async fn execute<E: Engine>(
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
     report.suppressions = suppressions;
+    report.baseline = baseline;
     report
 }
 

@@ -34,9 +34,14 @@ pub struct RunContext {
     pub run_id: String,
     /// Absolute path of what the suites inspect.
     pub target: PathBuf,
+    /// The run's copy of the target on the engine, mounted instead of `target` when the
+    /// engine does not see this filesystem (see [`crate::target`]).
+    pub target_volume: Option<String>,
     pub reports_dir: PathBuf,
     /// The suppressions file's entries, applied to every SARIF suite's findings.
     pub suppressions: Arc<crate::verdict::Suppressions>,
+    /// The findings of an earlier run (`--baseline`), compared with every SARIF suite's.
+    pub baseline: Option<Arc<crate::verdict::Baseline>>,
 }
 
 impl RunContext {
@@ -217,7 +222,7 @@ async fn judge(
         result_path_found,
     };
     let suppressions = Arc::clone(&ctx.suppressions);
-    verdict::judge(suite, evidence, suppressions)
+    verdict::judge(suite, evidence, suppressions, ctx.baseline.clone())
         .await
         .apply(report);
 }
@@ -298,6 +303,7 @@ pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> Containe
             .collect(),
         policy: suite.policy.clone(),
         target: ctx.target.clone(),
+        target_volume: ctx.target_volume.clone(),
         // Unresolvable only if the reports folder cannot be made: then it holds nothing.
         hidden: crate::engine::masks::hidden_paths(&ctx.target, &ctx.reports_dir)
             .unwrap_or_default(),

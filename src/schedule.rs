@@ -280,8 +280,10 @@ mod tests {
         let ctx = RunContext {
             run_id: "test".into(),
             target: "/".into(),
+            target_volume: None,
             reports_dir,
             suppressions: Default::default(),
+            baseline: None,
         };
         let (events, inbox) = crate::event::channel();
         events.send(crate::event::EventKind::RunStarted {

@@ -44,6 +44,7 @@ pub(crate) mod tests_support {
                 path: DEFAULT_RESULTS_PATH.into(),
                 ok_exit_codes: vec![0],
                 fail_on: project.fail_on,
+                gate: project.gate,
             },
             policy: Policy::default(),
             source: PathBuf::from("suites/test.toml"),
@@ -63,7 +64,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::findings::Severity;
+use crate::findings::{Gate, Severity};
 
 /// One security test suite, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +98,8 @@ pub struct ResultsSpec {
     pub path: String,
     pub ok_exit_codes: Vec<i64>,
     pub fail_on: Severity,
+    /// Whether only findings new since the run's baseline fail the suite.
+    pub gate: Gate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -167,9 +170,18 @@ pub struct ProjectConfig {
     pub timeout: Duration,
     pub reports_dir: PathBuf,
     pub fail_on: Severity,
+    /// The default `gate` of every suite.
+    pub gate: Gate,
     pub policy: Policy,
     /// The suppressions file and its date rules.
     pub suppressions: SuppressionSettings,
+    /// `[store]`: the run store's path (relative to the file's folder; without the table,
+    /// `.phalanx/phalanx.db` in the working directory) and `keep_runs`.
+    pub store: crate::store::StoreSettings,
+    /// How suites see the target (`target_mode`); `--target-mode` overrides it.
+    pub target_mode: crate::target::TargetMode,
+    /// Most bytes of file content a copied target may hold (`target_max_size`).
+    pub target_max_size: u64,
 }
 
 impl Default for ProjectConfig {
@@ -181,8 +193,12 @@ impl Default for ProjectConfig {
             timeout: Duration::from_secs(600),
             reports_dir: PathBuf::from("reports"),
             fail_on: Severity::High,
+            gate: Gate::All,
             policy: Policy::default(),
             suppressions: SuppressionSettings::default(),
+            store: crate::store::StoreSettings::default(),
+            target_mode: crate::target::TargetMode::default(),
+            target_max_size: crate::target::DEFAULT_MAX_SIZE,
         }
     }
 }

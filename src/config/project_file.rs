@@ -10,8 +10,10 @@ use super::SuppressionSettings;
 use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
-use super::values::{AtLeastOne, Bounded, PathText, Timeout};
-use crate::findings::Severity;
+use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
+use crate::findings::{Gate, Severity};
+use crate::store::StoreSettings;
+use crate::target::TargetMode;
 
 /// `phalanx.toml` as written.
 #[derive(Debug, Deserialize)]
@@ -23,10 +25,22 @@ struct RawProject {
     timeout: Option<Timeout>,
     reports: Option<PathText>,
     fail_on: Option<Severity>,
+    gate: Option<Gate>,
     policy: Option<RawPolicy>,
     suppressions: Option<PathText>,
     suppressions_warn_days: Option<Bounded<0, 3650>>,
     suppressions_max_days: Option<Bounded<1, 36500>>,
+    target_mode: Option<TargetMode>,
+    target_max_size: Option<ByteSize>,
+    store: Option<RawStore>,
+}
+
+/// `[store]`: where the run store is and how many runs it keeps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathText>,
+    keep_runs: Option<AtLeastOne>,
 }
 
 /// Reads the project file at `path`; a missing file means [`ProjectConfig::default()`].
@@ -84,6 +98,7 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         timeout: raw.timeout.map_or(defaults.timeout, |t| t.0),
         reports_dir: dir(raw.reports, &defaults.reports_dir),
         fail_on: raw.fail_on.unwrap_or(defaults.fail_on),
+        gate: raw.gate.unwrap_or(defaults.gate),
         policy: raw.policy.unwrap_or_default().over(&defaults.policy),
         suppressions: SuppressionSettings {
             explicit: raw.suppressions.is_some(),
@@ -94,5 +109,18 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
                 .map_or(defaults.suppressions.warn_days, |d| d.0 as u32),
             max_days: raw.suppressions_max_days.map(|d| d.0 as u32),
         },
+        store: match raw.store {
+            None => defaults.store,
+            Some(store) => StoreSettings {
+                path: store.path.map_or(defaults.store.path, |p| folder.join(p.0)),
+                keep_runs: store.keep_runs.map_or(defaults.store.keep_runs, |k| {
+                    usize::try_from(k.0).unwrap_or(usize::MAX)
+                }),
+            },
+        },
+        target_mode: raw.target_mode.unwrap_or(defaults.target_mode),
+        target_max_size: raw
+            .target_max_size
+            .map_or(defaults.target_max_size, |s| s.0),
     }
 }

@@ -15,7 +15,7 @@ use super::values::{
     check_name,
 };
 use super::{ProjectConfig, ResultFormat, ResultsSpec, Suite};
-use crate::findings::Severity;
+use crate::findings::{Gate, Severity};
 
 /// Where a suite's results are looked for when `[results] path` is not set.
 pub const DEFAULT_RESULTS_PATH: &str = "/results";
@@ -54,6 +54,7 @@ struct RawResults {
     path: Option<ResultsPath>,
     ok_exit_codes: Option<NonEmptyVec<Bounded<0, 255>>>,
     fail_on: Option<Severity>,
+    gate: Option<Gate>,
 }
 
 /// A suite read from one file, with where its name was declared (for duplicate reports).
@@ -257,6 +258,7 @@ fn results(raw: RawResults, project: &ProjectConfig) -> ResultsSpec {
             .ok_exit_codes
             .map_or_else(|| vec![0], |c| c.0.iter().map(|b| b.0).collect()),
         fail_on: raw.fail_on.unwrap_or(project.fail_on),
+        gate: raw.gate.unwrap_or(project.gate),
     }
 }
 

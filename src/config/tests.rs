@@ -386,6 +386,11 @@ fn results_rules() {
             "results.fail_on",
             "one of `info`, `low`, `medium`, `high`, `critical`",
         ),
+        (
+            "gate = \"newest\"",
+            "results.gate",
+            "expected `all` or `new`, found \"newest\"",
+        ),
     ];
     for (line, key, says) in cases {
         let e = assert_one_error(
@@ -746,6 +751,35 @@ fn project_file_errors_name_line_and_key() {
 }
 
 #[test]
+fn the_store_table_sets_path_and_retention_with_errors_naming_line_and_key() {
+    let p = Project::new(&[]);
+    let file = p.write(
+        "phalanx.toml",
+        "[store]\npath = \"ci/runs.db\"\nkeep_runs = 20\n",
+    );
+    let project = load_project(&file).unwrap();
+    assert_eq!(project.store.path, p.dir.path().join("ci/runs.db"));
+    assert_eq!(project.store.keep_runs, 20);
+    let file = p.write("phalanx.toml", "[store]\nkeep_runs = 7\n");
+    let store = load_project(&file).unwrap().store;
+    assert_eq!(
+        store.path,
+        crate::store::StoreSettings::default().path,
+        "the working directory's"
+    );
+    let file = p.write("phalanx.toml", "jobs = 1\n[store]\nkeep_runs = 0\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (3, Some("store.keep_runs")),
+        "{e}"
+    );
+    let file = p.write("phalanx.toml", "store = \"runs.db\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("store"), "{e}");
+}
+
+#[test]
 fn shipped_fixtures_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
     let project = load_project(&root.join("phalanx.toml")).unwrap();
@@ -810,4 +844,63 @@ fn every_missing_host_variable_is_reported() {
     assert_eq!(errors.len(), 2, "{shown:#?}");
     assert!(shown[0].contains("s.toml:2:") && shown[0].contains("PHALANX_TEST_UNSET_1"));
     assert!(shown[1].contains("s.toml:4:") && shown[1].contains("policy.memory"));
+}
+
+#[test]
+fn target_mode_and_size_come_from_the_project_file_with_line_errors() {
+    use crate::target::{DEFAULT_MAX_SIZE, TargetMode};
+    let p = Project::new(&[]);
+    let file = p.write(
+        "phalanx.toml",
+        "target_mode = \"copy\"\ntarget_max_size = \"512m\"\n",
+    );
+    let project = load_project(&file).unwrap();
+    assert_eq!(project.target_mode, TargetMode::Copy);
+    assert_eq!(project.target_max_size, 512 << 20);
+    let file = p.write("phalanx.toml", "jobs = 2\n");
+    let project = load_project(&file).unwrap();
+    assert_eq!(
+        (project.target_mode, project.target_max_size),
+        (TargetMode::Auto, DEFAULT_MAX_SIZE)
+    );
+    let file = p.write("phalanx.toml", "jobs = 2\ntarget_mode = \"mount\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (2, Some("target_mode")),
+        "{e}"
+    );
+    assert!(e.message.contains("copy"), "{e}");
+    let file = p.write("phalanx.toml", "\n\ntarget_max_size = \"lots\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.unwrap().line, e.key.as_deref()),
+        (3, Some("target_max_size")),
+        "{e}"
+    );
+}
+
+#[test]
+fn gate_comes_from_the_suite_then_the_project_and_defaults_to_all() {
+    use crate::findings::Gate;
+    let p = Project::new(&[
+        ("plain.toml", "image = \"x\"\n"),
+        ("own.toml", "image = \"x\"\n[results]\ngate = \"all\"\n"),
+    ]);
+    let loaded = p.load();
+    assert!(loaded.suites.iter().all(|s| s.results.gate == Gate::All));
+    let project = load_project(&p.write("phalanx.toml", "gate = \"new\"\n")).unwrap();
+    assert_eq!(project.gate, Gate::New);
+    let loaded = p.load_with(&project);
+    let (own, plain) = (&loaded.suites[0], &loaded.suites[1]);
+    assert_eq!(
+        (own.results.gate, plain.results.gate),
+        (Gate::All, Gate::New)
+    );
+    let file = p.write("phalanx.toml", "jobs = 2\ngate = \"fresh\"\n");
+    let e = load_project(&file).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:", file.display())) && e.contains("key `gate`"),
+        "{e}"
+    );
 }

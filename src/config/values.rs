@@ -162,6 +162,40 @@ impl<'de> Deserialize<'de> for Memory {
     }
 }
 
+/// A size in bytes greater than zero: a size string or an integer (`target_max_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn positive<E: de::Error>(bytes: u64, found: &dyn fmt::Debug) -> Result<ByteSize, E> {
+            match bytes {
+                0 => Err(E::custom(format!(
+                    "expected {SIZE_EXAMPLE} above zero, found {found:?}"
+                ))),
+                n => Ok(ByteSize(n)),
+            }
+        }
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(SIZE_EXAMPLE)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                positive(parse_size(v).map_err(E::custom)?, &v)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                positive(v, &v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                positive(u64::try_from(v).unwrap_or(0), &v)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A CPU quota: a number of CPUs greater than zero (`0.5`, `2`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Cpus(pub f64);

@@ -24,8 +24,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use self::local_results::Local;
 use super::{
-    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, RESULTS_DIR, RUN_LABEL,
-    TARGET_DIR, base,
+    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RESULTS_DIR,
+    RUN_LABEL, TARGET_DIR, TargetView, base,
 };
 use crate::config::{NetworkMode, Suite};
 
@@ -37,6 +37,9 @@ const PREP_MOUNT_PARENT: &str = "/phalanx-prep";
 
 mod diagnose;
 mod local_results;
+mod target;
+
+pub use target::EMPTY_IMAGE;
 
 pub use diagnose::EngineFacts;
 
@@ -624,6 +627,26 @@ impl Engine for DockerEngine {
         super::base::build_image(&self.docker, context, image, log).await
     }
 
+    async fn probe_target(
+        &self,
+        target_path: &Path,
+        probe: &[ProbeFile],
+        labels: &HashMap<String, String>,
+    ) -> Result<TargetView, EngineError> {
+        let run_id = labels.get(RUN_LABEL).map_or("none", String::as_str);
+        let name = format!("phalanx-{run_id}-target-probe");
+        target::probe(&self.docker, &name, target_path, probe, labels).await
+    }
+
+    async fn copy_target(
+        &self,
+        volume: &str,
+        labels: &HashMap<String, String>,
+        tar: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> Result<(), EngineError> {
+        target::copy(&self.docker, volume, labels, tar).await
+    }
+
     async fn remove_orphans(&self) -> Result<usize, EngineError> {
         super::orphans::remove_orphans(&self.docker).await
     }
@@ -823,7 +846,7 @@ fn container_body(
                 .collect(),
             ),
             mounts: Some(vec![
-                target_mount(&spec.target),
+                target_mount(spec),
                 match results {
                     ResultsMount::CopyUp => copy_up_mount(RESULTS_DIR, &spec.labels),
                     ResultsMount::Prepared(volume) => volume_mount(volume, RESULTS_DIR),
@@ -849,13 +872,20 @@ fn container_body(
     }
 }
 
-fn target_mount(target: &Path) -> Mount {
-    Mount {
-        target: Some(TARGET_DIR.into()),
-        source: Some(target.display().to_string()),
-        typ: Some(MountType::BIND),
-        read_only: Some(true),
-        ..Default::default()
+/// The target, read-only: this host's directory, or the run's copy of it in a volume.
+fn target_mount(spec: &ContainerSpec) -> Mount {
+    match &spec.target_volume {
+        Some(volume) => Mount {
+            read_only: Some(true),
+            ..volume_mount(volume, TARGET_DIR)
+        },
+        None => Mount {
+            target: Some(TARGET_DIR.into()),
+            source: Some(spec.target.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        },
     }
 }
 

@@ -73,6 +73,8 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            target: None,
+            baseline: None,
         };
         let note = mark_lost(&mut report, "unix:///x.sock");
         assert!(

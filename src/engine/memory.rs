@@ -17,7 +17,9 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use tokio::time::Instant;
 
-use super::{ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk};
+use super::{
+    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, TargetView,
+};
 use crate::config::Suite;
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ struct State {
     max_running_builds: u32,
     /// How long looking up an image takes, by name (none: no time).
     inspect_millis: HashMap<String, u64>,
+    /// Bytes of tar received per target volume.
+    target_copies: HashMap<String, u64>,
 }
 
 struct Buildable {
@@ -325,6 +329,35 @@ impl Engine for MemoryEngine {
         })
     }
 
+    /// The engine lives in this process: it sees this filesystem.
+    async fn probe_target(
+        &self,
+        _target: &Path,
+        _probe: &[ProbeFile],
+        _labels: &HashMap<String, String>,
+    ) -> Result<TargetView, EngineError> {
+        Ok(TargetView::Same)
+    }
+
+    /// Reads the whole tar and remembers its size.
+    async fn copy_target(
+        &self,
+        volume: &str,
+        _labels: &HashMap<String, String>,
+        mut tar: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> Result<(), EngineError> {
+        let mut bytes = 0;
+        while let Some(chunk) = tar.next().await {
+            bytes += chunk.map_err(|e| EngineError::api("target copy", e))?.len() as u64;
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .target_copies
+            .insert(volume.to_string(), bytes);
+        Ok(())
+    }
+
     /// No other process shares this engine, so nothing is ever orphaned.
     async fn remove_orphans(&self) -> Result<usize, EngineError> {
         Ok(0)
@@ -339,6 +372,16 @@ impl Engine for MemoryEngine {
 }
 
 impl MemoryEngine {
+    /// Bytes of tar received for the target volume `volume`, if it was copied.
+    pub fn target_copy(&self, volume: &str) -> Option<u64> {
+        self.state
+            .lock()
+            .unwrap()
+            .target_copies
+            .get(volume)
+            .copied()
+    }
+
     /// Marks a running container as ended, once.
     fn end(&self, id: &str) {
         let mut state = self.state.lock().unwrap();

@@ -35,8 +35,11 @@ pub struct ContainerSpec {
     pub command: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
     pub policy: Policy,
-    /// Absolute host path mounted read-only at [`TARGET_DIR`].
+    /// Absolute host path mounted read-only at [`TARGET_DIR`], unless `target_volume`.
     pub target: PathBuf,
+    /// The run's copy of the target (see [`crate::target`]), mounted read-only at
+    /// [`TARGET_DIR`] instead of `target` when the engine cannot see this filesystem.
+    pub target_volume: Option<String>,
     /// Paths under [`TARGET_DIR`] covered by an empty read-only tmpfs (see [`masks`]).
     pub hidden: Vec<String>,
     pub labels: HashMap<String, String>,
@@ -54,6 +57,31 @@ pub struct ExitStatus {
     pub code: i64,
     /// The kernel's OOM killer ended the container (its memory limit was hit).
     pub oom_killed: bool,
+}
+
+/// A small file of the target as this process sees it, for [`Engine::probe_target`]: only
+/// the very same directory has the same file with the same size, mtime and content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeFile {
+    /// Relative to the target, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Seconds since the epoch (what a tar header holds).
+    pub mtime: u64,
+    pub content: Vec<u8>,
+}
+
+/// What the engine sees at the target's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetView {
+    /// The same files: a bind mount shows the suites this very directory.
+    Same,
+    /// Nothing at that path: the engine runs elsewhere (another host, a job container's
+    /// socket).
+    Absent,
+    /// A directory whose files differ from ours: another filesystem at the same path.
+    Different,
 }
 
 /// One chunk of container output. Chunks are not lines.
@@ -183,6 +211,26 @@ pub trait Engine: Send + Sync + 'static {
         context: &Path,
         image: &str,
         log: &Path,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Whether the engine sees, at `target`'s path, the directory this process sees, by
+    /// comparing `probe` through a throwaway container that bind-mounts it read-only. The
+    /// target itself is never written. Whatever it creates carries `labels`.
+    fn probe_target(
+        &self,
+        target: &Path,
+        probe: &[ProbeFile],
+        labels: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<TargetView, EngineError>> + Send;
+
+    /// Creates the volume `volume` (labelled `labels`) and extracts `tar` into it through
+    /// the engine's API, so suites can mount it at [`TARGET_DIR`] on an engine that does
+    /// not share this filesystem.
+    fn copy_target(
+        &self,
+        volume: &str,
+        labels: &HashMap<String, String>,
+        tar: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Removes what killed Phalanx processes left on the engine, never a live run's objects

@@ -17,8 +17,9 @@ pub mod verdict;
 
 pub use fingerprint::Fingerprint;
 pub use model::{
-    EntryUse, Finding, FindingsSummary, JunitResults, Location, Rule, RuleSummary, SeverityCounts,
-    SuiteFindings, SuiteResults, Suppression, TestCounts, Tool,
+    BaselineCounts, BaselineState, EntryUse, Finding, FindingRecord, FindingsSummary, JunitResults,
+    Location, Rule, RuleSummary, SeverityCounts, SuiteFindings, SuiteResults, Suppression,
+    TestCounts, Tool,
 };
 
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,45 @@ impl Severity {
             s if s >= 4.0 => Severity::Medium,
             s if s > 0.0 => Severity::Low,
             _ => Severity::Info,
+        }
+    }
+}
+
+/// Which findings can fail a suite: every one at or above `fail_on` (`all`, the default),
+/// or only those a baseline does not hold (`new`). Without a baseline every finding is new,
+/// so `new` then gates like `all`: a missing baseline never lets a finding through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    #[default]
+    All,
+    New,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::All => "all",
+            Gate::New => "new",
+        }
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--gate new`.
+impl std::str::FromStr for Gate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "all" => Ok(Gate::All),
+            "new" => Ok(Gate::New),
+            _ => Err(format!("unknown gate `{s}`: expected `all` or `new`")),
         }
     }
 }

@@ -10,9 +10,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Fingerprint, Severity};
+use super::{Fingerprint, Gate, Severity};
 use crate::config::suppressions::SuppressionEntry;
 
 /// The tool (SARIF `tool.driver`) that produced some of a suite's results.
@@ -80,13 +80,25 @@ pub struct Finding {
     pub fingerprint: Fingerprint,
     /// Whether an accepted suppression covers it: then it is reported, never gating.
     pub suppression: Suppression,
+    /// Whether the run's baseline holds it; `None` when the run has no baseline.
+    pub baseline: Option<BaselineState>,
     pub origin: Origin,
 }
 
 impl Finding {
-    /// Whether this finding fails a suite whose threshold is `fail_on`.
-    pub fn is_blocking(&self, fail_on: Severity) -> bool {
+    /// Whether this finding fails a suite whose threshold is `fail_on` under `gate`.
+    pub fn is_blocking(&self, fail_on: Severity, gate: Gate) -> bool {
+        self.is_at_threshold(fail_on) && !self.is_baselined(gate)
+    }
+
+    /// Unsuppressed and at or above `fail_on`: blocking unless the gate lets it through.
+    pub fn is_at_threshold(&self, fail_on: Severity) -> bool {
         !self.is_suppressed() && self.severity >= fail_on
+    }
+
+    /// Whether `gate` lets it through because the baseline holds it.
+    pub fn is_baselined(&self, gate: Gate) -> bool {
+        gate == Gate::New && self.baseline == Some(BaselineState::Unchanged)
     }
 
     pub fn is_suppressed(&self) -> bool {
@@ -114,6 +126,97 @@ pub enum Suppression {
     External(Arc<SuppressionEntry>),
 }
 
+/// A finding compared with the run's baseline (SARIF `baselineState`). Baseline findings
+/// that are gone are not findings of this run: they are listed apart, as absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineState {
+    New,
+    Unchanged,
+}
+
+impl BaselineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineState::New => "new",
+            BaselineState::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One finding in a few fields: what `run.json` lists per finding (so a later run can use
+/// it as a baseline) and what a baseline remembers of each of its findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    #[serde(with = "fingerprint_text")]
+    pub fingerprint: Fingerprint,
+    pub rule: String,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Cut to [`FindingRecord::MAX_MESSAGE`] characters: the full text is in the SARIF.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl FindingRecord {
+    pub const MAX_MESSAGE: usize = 200;
+
+    pub fn of(findings: &SuiteFindings, f: &Finding) -> Self {
+        FindingRecord {
+            fingerprint: f.fingerprint,
+            rule: findings.rule_of(f).id.clone(),
+            severity: f.severity,
+            path: f.location.as_ref().map(|l| l.path.clone()),
+            line: f.location.as_ref().and_then(|l| l.start_line),
+            message: crate::report::one_line(&f.message, Self::MAX_MESSAGE),
+        }
+    }
+
+    /// `app/run.py:17`, or `(no location)`.
+    pub fn place(&self) -> String {
+        match (&self.path, self.line) {
+            (Some(path), Some(line)) => format!("{path}:{line}"),
+            (Some(path), None) => path.clone(),
+            (None, _) => "(no location)".into(),
+        }
+    }
+}
+
+/// Fingerprints as the reports spell them (`3f2a9c0d1e4b5a67:2`).
+mod fingerprint_text {
+    use super::Fingerprint;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(f: &Fingerprint, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(f)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Fingerprint, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// How a suite's findings compare with the baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BaselineCounts {
+    pub new: usize,
+    pub unchanged: usize,
+    /// Baseline findings this run did not find: fixed (or moved to another file).
+    pub absent: usize,
+}
+
+impl BaselineCounts {
+    pub fn merge(&mut self, other: &BaselineCounts) {
+        self.new += other.new;
+        self.unchanged += other.unchanged;
+        self.absent += other.absent;
+    }
+}
+
 /// Everything read from one suite's SARIF files.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SuiteFindings {
@@ -137,9 +240,11 @@ impl SuiteFindings {
         &self.tools[rule.tool]
     }
 
-    /// The findings that fail the suite at threshold `fail_on`.
-    pub fn blocking(&self, fail_on: Severity) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(move |f| f.is_blocking(fail_on))
+    /// The findings that fail the suite at threshold `fail_on` under `gate`.
+    pub fn blocking(&self, fail_on: Severity, gate: Gate) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.is_blocking(fail_on, gate))
     }
 
     /// Indexes into `findings`, grouped by rule (`result[rule]`), in file order.
@@ -151,8 +256,14 @@ impl SuiteFindings {
         groups
     }
 
-    /// The counts that go into `run.json` and the summary.
-    pub fn summary(&self, fail_on: Severity) -> FindingsSummary {
+    /// The counts that go into `run.json` and the summary. `absent` is what the baseline
+    /// held that this suite no longer finds; `None` when the run has no baseline.
+    pub fn summary(
+        &self,
+        fail_on: Severity,
+        gate: Gate,
+        absent: Option<Vec<FindingRecord>>,
+    ) -> FindingsSummary {
         let mut counts = SeverityCounts::default();
         let mut suppressed = SeverityCounts::default();
         let mut per_rule = vec![(SeverityCounts::default(), 0usize); self.rules.len()];
@@ -186,13 +297,36 @@ impl SuiteFindings {
         rules.sort_by_key(|r| std::cmp::Reverse(r.counts.key()));
         FindingsSummary {
             fail_on,
+            gate,
             total: self.findings.len(),
-            blocking: self.blocking(fail_on).count(),
+            blocking: self.blocking(fail_on, gate).count(),
             counts,
             suppressed,
             suppressed_by,
+            baseline: absent
+                .as_ref()
+                .map(|absent| self.baseline_counts(absent.len())),
+            absent: absent.unwrap_or_default(),
             tools: self.tools.clone(),
             rules,
+            list: self
+                .findings
+                .iter()
+                .map(|f| FindingRecord::of(self, f))
+                .collect(),
+        }
+    }
+
+    fn baseline_counts(&self, absent: usize) -> BaselineCounts {
+        let unchanged = self
+            .findings
+            .iter()
+            .filter(|f| f.baseline == Some(BaselineState::Unchanged))
+            .count();
+        BaselineCounts {
+            new: self.findings.len() - unchanged,
+            unchanged,
+            absent,
         }
     }
 
@@ -275,15 +409,19 @@ impl fmt::Display for SeverityCounts {
     }
 }
 
-/// A SARIF suite's findings in `run.json`: counts per severity, tools and rules.
+/// A SARIF suite's findings in `run.json`: counts per severity, tools and rules, and a
+/// compact list of the findings.
 ///
-/// The findings themselves, with locations and fingerprints, are in the merged SARIF
-/// (`results.sarif`); repeating tens of thousands of them here would make `run.json` as
-/// large as the scanners' own output.
+/// The findings in full, with code flows and snippets, are in the merged SARIF
+/// (`results.sarif`); `list` keeps only what a later run needs to use this `run.json` as
+/// its baseline (fingerprint, rule, severity, place, the start of the message), far
+/// smaller than the scanners' own output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingsSummary {
     /// The threshold the suite was judged against.
     pub fail_on: Severity,
+    /// Which findings at or above `fail_on` could fail it.
+    pub gate: Gate,
     /// Every finding, suppressed or not.
     pub total: usize,
     /// Unsuppressed findings at or above `fail_on`: those that fail the suite.
@@ -296,9 +434,17 @@ pub struct FindingsSummary {
     /// so the run can tell which entries matched nothing (stale).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suppressed_by: Vec<EntryUse>,
+    /// New, unchanged and absent findings; only when the run had a baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineCounts>,
+    /// The baseline's findings of this suite that this run did not find (fixed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<FindingRecord>,
     pub tools: Vec<Tool>,
     /// Rules with at least one finding, most severe first.
     pub rules: Vec<RuleSummary>,
+    /// Every finding, in file order.
+    pub list: Vec<FindingRecord>,
 }
 
 /// How many of a suite's findings one suppressions-file entry covered.

@@ -586,6 +586,7 @@ impl Builder {
             location,
             fingerprint,
             suppression,
+            baseline: None,
             origin,
         }
     }

@@ -3,7 +3,8 @@
 //! Order of the rules (DESIGN.md, "Outcomes"): an OOM kill is an error; an exit code outside
 //! `ok_exit_codes` fails the suite before any result is read; a SARIF or JUnit suite whose
 //! results are missing or unreadable is an error, never a pass; then the results decide —
-//! unsuppressed findings at or above `fail_on`, or failed/errored test cases, fail it.
+//! unsuppressed findings at or above `fail_on` (only new ones under `gate = "new"`), or
+//! failed/errored test cases, fail it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,9 +13,9 @@ use crate::cause::{Cause, WorstFinding};
 use crate::config::{ResultFormat, Suite};
 use crate::engine::ExitStatus;
 use crate::outcome::{Outcome, SuiteReport};
-use crate::verdict::Suppressions;
+use crate::verdict::{Baseline, Suppressions};
 
-use super::model::{FindingsSummary, JunitResults, SuiteFindings, SuiteResults};
+use super::model::{FindingRecord, FindingsSummary, JunitResults, SuiteFindings, SuiteResults};
 use super::{junit, sarif};
 
 /// What came back from a container that ran to its end.
@@ -67,10 +68,16 @@ impl Verdict {
 
 /// [`decide`] on a blocking thread: result files can be tens of megabytes, and parsing
 /// them must not stall the runtime that drives the other suites.
-pub async fn judge(suite: &Suite, evidence: Evidence, suppressions: Arc<Suppressions>) -> Verdict {
+pub async fn judge(
+    suite: &Suite,
+    evidence: Evidence,
+    suppressions: Arc<Suppressions>,
+    baseline: Option<Arc<Baseline>>,
+) -> Verdict {
     let owned = suite.clone();
-    let decided =
-        tokio::task::spawn_blocking(move || decide_with(&owned, &evidence, &suppressions));
+    let decided = tokio::task::spawn_blocking(move || {
+        decide_with(&owned, &evidence, &suppressions, baseline.as_deref())
+    });
     match decided.await {
         Ok(verdict) => verdict,
         Err(e) => Verdict::without_results(
@@ -83,12 +90,17 @@ pub async fn judge(suite: &Suite, evidence: Evidence, suppressions: Arc<Suppress
 /// Decides a suite's outcome and, for anything but a pass, says why. Reads the result
 /// files, so it blocks: prefer [`judge`] from async code.
 pub fn decide(suite: &Suite, evidence: &Evidence) -> Verdict {
-    decide_with(suite, evidence, &Suppressions::default())
+    decide_with(suite, evidence, &Suppressions::default(), None)
 }
 
-/// [`decide`], with the run's suppressions applied to a SARIF suite's findings before they
-/// are judged.
-pub fn decide_with(suite: &Suite, evidence: &Evidence, suppressions: &Suppressions) -> Verdict {
+/// [`decide`], with the run's suppressions applied to a SARIF suite's findings, and each
+/// finding compared with the run's baseline, before they are judged.
+pub fn decide_with(
+    suite: &Suite,
+    evidence: &Evidence,
+    suppressions: &Suppressions,
+    baseline: Option<&Baseline>,
+) -> Verdict {
     let results = &suite.results;
     let code = evidence.status.code;
     if evidence.status.oom_killed {
@@ -126,7 +138,8 @@ pub fn decide_with(suite: &Suite, evidence: &Evidence, suppressions: &Suppressio
         sarif::read_files(&suite.name, &files)
             .map(|mut f| {
                 suppressions.apply(&mut f);
-                sarif_verdict(suite, f)
+                let absent = baseline.map(|b| b.compare(&mut f));
+                sarif_verdict(suite, f, absent)
             })
             .map_err(|e| e.to_string())
     } else {
@@ -201,16 +214,24 @@ fn has_extension(path: &Path, extensions: &[&str]) -> bool {
         .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Failed when an unsuppressed finding is at or above `fail_on`; the reason names the
-/// worst one (the first of the highest severity), which is where a reader should start.
-fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
+/// Failed when an unsuppressed finding is at or above `fail_on` (and new, under
+/// `gate = "new"`); the reason names the worst one (the first of the highest severity),
+/// which is where a reader should start. `absent` is the baseline's findings of this suite
+/// that are gone, `None` without a baseline.
+fn sarif_verdict(
+    suite: &Suite,
+    findings: SuiteFindings,
+    absent: Option<Vec<FindingRecord>>,
+) -> Verdict {
     let fail_on = suite.results.fail_on;
+    let gate = suite.results.gate;
     let worst = findings
-        .blocking(fail_on)
+        .blocking(fail_on, gate)
         .min_by_key(|f| std::cmp::Reverse(f.severity));
     let cause = worst.map(|worst| Cause::Findings {
-        count: findings.blocking(fail_on).count(),
+        count: findings.blocking(fail_on, gate).count(),
         fail_on,
+        gate,
         worst: WorstFinding {
             rule: findings.rule_of(worst).id.clone(),
             severity: worst.severity,
@@ -224,7 +245,7 @@ fn sarif_verdict(suite: &Suite, findings: SuiteFindings) -> Verdict {
             Outcome::Passed
         },
         cause,
-        findings: Some(findings.summary(fail_on)),
+        findings: Some(findings.summary(fail_on, gate, absent)),
         results: Some(SuiteResults::Sarif(findings)),
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{ReportError, atomic_write};
 use crate::outcome::RunReport;
 use crate::verdict::SuppressionsReport;
+use crate::verdict::baseline::BaselineReport;
 
 /// Version of the `run.json` layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -29,6 +30,10 @@ pub struct RunJson<'a> {
     /// when the run had no suppressions file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressions: Option<SuppressionsReport>,
+    /// The baseline (`--baseline`) and how many findings are new, unchanged and absent;
+    /// each suite's `findings` has its own counts and absent findings. Absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineReport>,
     #[serde(flatten)]
     pub run: &'a RunReport,
 }
@@ -44,6 +49,7 @@ impl<'a> RunJson<'a> {
             counts: Counts::of(run),
             duration: secs,
             suppressions: run.suppressions.report(&run.suites),
+            baseline: run.baseline.as_ref().map(|b| b.report(&run.suites)),
             run,
         }
     }
@@ -108,6 +114,8 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            target: None,
+            baseline: None,
         }
     }
 

@@ -293,6 +293,8 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            target: None,
+            baseline: None,
         }
     }
 

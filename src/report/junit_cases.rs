@@ -3,7 +3,9 @@
 //!   counts stay stable between runs and the rules the tool declared but did not trigger
 //!   show as passing. A rule fails when an unsuppressed finding is at or above `fail_on`;
 //!   a rule whose findings are all suppressed is skipped; findings below the threshold
-//!   leave it passing but are listed in its `<system-out>`.
+//!   leave it passing but are listed in its `<system-out>`. Under `gate = "new"`, findings
+//!   the baseline holds (unchanged) do not fail their rule; a rule that passes only
+//!   because of them says so in its `<system-out>`.
 //! - JUnit suites get their own cases, carried over.
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +14,7 @@ use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, XmlString};
 
 use super::junit::{attach_output, xml_text};
 use crate::config::suppressions::SuppressionEntry;
-use crate::findings::{Finding, JunitResults, Rule, Severity, SuiteFindings, Suppression};
+use crate::findings::{Finding, Gate, JunitResults, Rule, Severity, SuiteFindings, Suppression};
 use crate::outcome::SuiteReport;
 
 /// Findings listed per case at most; GitLab skips oversized nodes, and every finding is in
@@ -28,6 +30,7 @@ pub fn rule_cases(suite: &SuiteReport, findings: &SuiteFindings) -> Vec<TestCase
         .findings
         .as_ref()
         .map_or(Severity::High, |f| f.fail_on);
+    let gate = suite.findings.as_ref().map_or(Gate::All, |f| f.gate);
     let groups = findings.by_rule();
     let names = case_names(findings);
     let mut cases: Vec<TestCase> = findings
@@ -37,7 +40,7 @@ pub fn rule_cases(suite: &SuiteReport, findings: &SuiteFindings) -> Vec<TestCase
         .zip(names)
         .map(|((rule, group), name)| {
             let list: Vec<&Finding> = group.iter().map(|&i| &findings.findings[i]).collect();
-            rule_case(&suite.name, rule, &list, name, fail_on)
+            rule_case(&suite.name, rule, &list, name, (fail_on, gate))
         })
         .collect();
     if cases.is_empty() {
@@ -153,15 +156,24 @@ fn rule_case(
     rule: &Rule,
     findings: &[&Finding],
     name: String,
-    fail_on: Severity,
+    (fail_on, gate): (Severity, Gate),
 ) -> TestCase {
     let (suppressed, open): (Vec<&Finding>, Vec<&Finding>) =
         findings.iter().partition(|f| f.is_suppressed());
-    let (mut blocking, below): (Vec<&Finding>, Vec<&Finding>) =
+    let (at_threshold, below): (Vec<&Finding>, Vec<&Finding>) =
         open.iter().partition(|f| f.severity >= fail_on);
+    let (mut blocking, baselined): (Vec<&Finding>, Vec<&Finding>) =
+        at_threshold.iter().partition(|f| !f.is_baselined(gate));
     blocking.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let status = if !blocking.is_empty() {
-        failure(rule, &blocking, &below, &suppressed, fail_on)
+        failure(
+            rule,
+            &blocking,
+            &below,
+            &suppressed,
+            (fail_on, gate),
+            &baselined,
+        )
     } else if open.is_empty() && !suppressed.is_empty() {
         skipped_suppressed(&suppressed)
     } else if findings.is_empty() && rule.not_applicable > 0 {
@@ -171,11 +183,29 @@ fn rule_case(
     };
     let mut case = TestCase::new(name, status);
     case.set_classname(xml_text(suite));
-    if blocking.is_empty() && !below.is_empty() {
-        let text = section(&format!("below the fail_on threshold ({fail_on})"), &below);
+    if blocking.is_empty() && !(below.is_empty() && baselined.is_empty()) {
+        let mut text = String::new();
+        if !baselined.is_empty() {
+            text.push_str(&section(
+                &format!(
+                    "passes only because these findings at or above {fail_on} are in the baseline (gate new)"
+                ),
+                &baselined,
+            ));
+        }
+        if !below.is_empty() {
+            text.push_str(&section(
+                &format!("below the fail_on threshold ({fail_on})"),
+                &below,
+            ));
+        }
         case.set_system_out(xml_text(&text));
     }
-    let first = blocking.first().or(below.first()).or(suppressed.first());
+    let first = blocking
+        .first()
+        .or(baselined.first())
+        .or(below.first())
+        .or(suppressed.first());
     if let Some(location) = first.and_then(|f| f.location.as_ref()) {
         case.extra
             .insert("file".into(), xml_text(&location.path).into());
@@ -191,10 +221,18 @@ fn failure(
     blocking: &[&Finding],
     below: &[&Finding],
     suppressed: &[&Finding],
-    fail_on: Severity,
+    (fail_on, gate): (Severity, Gate),
+    baselined: &[&Finding],
 ) -> TestCaseStatus {
     let n = blocking.len();
-    let noun = if n == 1 { "finding" } else { "findings" };
+    // Under gate new, with a baseline, only new findings can block: say so.
+    let new = gate == Gate::New && blocking.iter().any(|f| f.baseline.is_some());
+    let noun = match (new, n == 1) {
+        (false, true) => "finding",
+        (false, false) => "findings",
+        (true, true) => "new finding",
+        (true, false) => "new findings",
+    };
     let what = rule
         .short_description
         .as_deref()
@@ -209,6 +247,13 @@ fn failure(
     if !below.is_empty() {
         body.push('\n');
         body.push_str(&section(&format!("below {fail_on}"), below));
+    }
+    if !baselined.is_empty() {
+        body.push('\n');
+        body.push_str(&section(
+            "in the baseline (unchanged, not gating)",
+            baselined,
+        ));
     }
     if !suppressed.is_empty() {
         body.push('\n');

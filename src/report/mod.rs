@@ -1,13 +1,19 @@
 //! Reports written at the end of a run: JUnit XML for CI, the merged SARIF log for
-//! code-scanning tools, `run.json` for machines, and the human summary printed to the
-//! terminal.
+//! code-scanning tools, `run.json` for machines, the human summary printed to the
+//! terminal, and the release manager's `report.html` and `report.md` ([`input`] says
+//! what they are made of).
 //!
 //! Every file goes through [`atomic_write`], so a CI step that picks up a report, or a run
 //! interrupted by Ctrl-C half-way through writing it, never sees a truncated file.
 
+pub mod escape;
+mod groups;
+pub mod html;
+pub mod input;
 pub mod json;
 pub mod junit;
 mod junit_cases;
+pub mod markdown;
 pub mod reruns;
 pub mod sarif;
 pub mod summary;
@@ -17,8 +23,11 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub use html::{html_report, write_html};
+pub use input::ReportInput;
 pub use json::write_json;
 pub use junit::{junit_xml, write_junit};
+pub use markdown::{markdown_report, write_markdown};
 pub use sarif::write_sarif;
 pub use summary::summary_table;
 pub use text::one_line;

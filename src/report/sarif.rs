@@ -8,6 +8,12 @@
 //! suite) and `fingerprints["phalanx/v1"]`. Results are held one at a time, so a 50 MB
 //! input costs about one result of memory here, not the file.
 //!
+//! With a baseline (`--baseline`), every finding's result gains `baselineState` (`new` or
+//! `unchanged`). The baseline's findings that are gone (absent) are not written as
+//! results: GitHub code scanning ignores `baselineState` and opens an alert for every
+//! result it is given, so an absent result would keep a fixed alert open. They are listed
+//! in the properties of the suite's first run instead, as `phalanx/absent`.
+//!
 //! A result covered by an entry of the suppressions file gains an `external` suppression
 //! (`status: accepted`, the entry's reason as justification, owner, expiry and ticket in
 //! its properties). SARIF wants either every result of a run to have `suppressions` or
@@ -27,7 +33,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::{Map, Value, json};
 
 use super::{ReportError, atomic_write_with};
-use crate::findings::{Finding, Severity, SuiteFindings, SuiteResults, Suppression};
+use crate::findings::{
+    Finding, FindingRecord, Gate, Severity, SuiteFindings, SuiteResults, Suppression,
+};
 use crate::outcome::{RunReport, SuiteReport};
 
 /// The `$schema` written at the top; most SARIF producers use this one.
@@ -86,6 +94,8 @@ fn copy_suite(
         .findings
         .as_ref()
         .map_or(Severity::High, |f| f.fail_on);
+    let gate = suite.findings.as_ref().map_or(Gate::All, |f| f.gate);
+    let absent = suite.findings.as_ref().map_or(&[][..], |f| &f.absent[..]);
     let mut suite_run = SuiteRun {
         suite: &suite.name,
         runs: findings.runs,
@@ -93,6 +103,8 @@ fn copy_suite(
         findings: &findings.findings,
         cursor: 0,
         fail_on,
+        gate,
+        absent,
         external_runs: findings
             .findings
             .iter()
@@ -164,6 +176,10 @@ struct SuiteRun<'a> {
     findings: &'a [Finding],
     cursor: usize,
     fail_on: Severity,
+    gate: Gate,
+    /// Baseline findings gone from this suite, to list in its first run; emptied once
+    /// written.
+    absent: &'a [FindingRecord],
     /// `(file, run)` of the runs with a result suppressed by the suppressions file.
     external_runs: HashSet<(u32, u32)>,
 }
@@ -294,6 +310,8 @@ impl<'de> Visitor<'de> for RunSeed<'_, '_, '_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let e = self.emitter;
         let id = self.suite.automation_id();
+        let absent = std::mem::take(&mut self.suite.absent);
+        let mut has_properties = false;
         e.raw(if e.first_run { b"{" } else { b",{" })?;
         e.first_run = false;
         let mut first = true;
@@ -315,6 +333,10 @@ impl<'de> Visitor<'de> for RunSeed<'_, '_, '_, '_> {
                     let details = automation_details(map.next_value()?, &id);
                     e.value(&details)?;
                 }
+                "properties" => {
+                    has_properties = true;
+                    e.value(&with_absent(map.next_value()?, absent))?;
+                }
                 _ => e.value(&map.next_value::<Value>()?)?,
             }
         }
@@ -323,8 +345,36 @@ impl<'de> Visitor<'de> for RunSeed<'_, '_, '_, '_> {
             e.raw(b"\"automationDetails\":")?;
             e.value(&json!({ "id": id }))?;
         }
+        if !has_properties && !absent.is_empty() {
+            e.raw(b",\"properties\":")?;
+            e.value(&with_absent(Value::Object(Map::new()), absent))?;
+        }
         e.raw(b"}")
     }
+}
+
+/// The run's properties with `phalanx/absent`: the baseline's findings that are gone.
+fn with_absent(properties: Value, absent: &[FindingRecord]) -> Value {
+    if absent.is_empty() {
+        return properties;
+    }
+    let mut obj = match properties {
+        Value::Object(obj) => obj,
+        // Not SARIF as written (properties must be an object); ours must be valid.
+        other => Map::from_iter([("phalanx/originalProperties".to_string(), other)]),
+    };
+    let list: Vec<Value> = absent
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("baselineState".into(), Value::from("absent"));
+            }
+            v
+        })
+        .collect();
+    obj.insert("phalanx/absent".into(), Value::Array(list));
+    Value::Object(obj)
 }
 
 /// Sets `id` to the suite's; a different id the tool gave is kept in the properties.
@@ -376,11 +426,11 @@ impl<'de> Visitor<'de> for ResultsSeed<'_, '_, '_, '_> {
             if index > 0 {
                 self.emitter.raw(b",")?;
             }
-            let fail_on = self.suite.fail_on;
+            let (fail_on, gate) = (self.suite.fail_on, self.suite.gate);
             let external = self.suite.external_runs.contains(&(self.file, self.run));
             let finding = self.suite.finding_at(self.file, self.run, index);
             if let Some(finding) = finding {
-                annotate(&mut result, finding, fail_on);
+                annotate(&mut result, finding, fail_on, gate);
             }
             if external {
                 add_suppressions(&mut result, finding);
@@ -392,11 +442,15 @@ impl<'de> Visitor<'de> for ResultsSeed<'_, '_, '_, '_> {
     }
 }
 
-/// Adds our severity, verdict and fingerprint to a result, leaving the rest as it was.
-fn annotate(result: &mut Value, finding: &Finding, fail_on: Severity) {
+/// Adds our severity, verdict, fingerprint and baseline state to a result, leaving the
+/// rest as it was.
+fn annotate(result: &mut Value, finding: &Finding, fail_on: Severity, gate: Gate) {
     let Value::Object(obj) = result else {
         return;
     };
+    if let Some(state) = finding.baseline {
+        obj.insert("baselineState".into(), Value::from(state.as_str()));
+    }
     if let Value::Object(props) = obj
         .entry("properties")
         .or_insert_with(|| Value::Object(Map::new()))
@@ -407,7 +461,7 @@ fn annotate(result: &mut Value, finding: &Finding, fail_on: Severity) {
         );
         props.insert(
             "phalanx/blocking".into(),
-            Value::from(finding.is_blocking(fail_on)),
+            Value::from(finding.is_blocking(fail_on, gate)),
         );
     }
     if let Value::Object(prints) = obj

@@ -59,6 +59,7 @@ pub fn summary_table(run: &RunReport, reports: &[&Path]) -> String {
     if let Some(report) = run.suppressions.report(&run.suites) {
         out.push_str(&suppressions_lines(&report));
     }
+    out.push_str(&baseline_lines(run));
     out.push_str(&totals_line(run));
     out.push('\n');
     if !reports.is_empty() {
@@ -96,6 +97,9 @@ pub fn results_text(suite: &SuiteReport) -> Option<String> {
         };
         if suppressed > 0 {
             text.push_str(&format!("; {suppressed} suppressed"));
+        }
+        if let Some(b) = &f.baseline {
+            text.push_str(&format!("; {} new, {} unchanged", b.new, b.unchanged));
         }
         return Some(text);
     }
@@ -238,6 +242,46 @@ fn suppressions_lines(report: &SuppressionsReport) -> String {
     out
 }
 
+/// `baseline reports/old/results.sarif: 1 new, 3 unchanged, 1 absent (fixed)`, then the
+/// absent findings (a few of them); empty without a baseline.
+fn baseline_lines(run: &RunReport) -> String {
+    const MAX_ABSENT_LISTED: usize = 10;
+    let Some(baseline) = &run.baseline else {
+        return String::new();
+    };
+    let r = baseline.report(&run.suites);
+    let mut out = format!(
+        "baseline {}: {} new, {} unchanged, {} absent (fixed)\n",
+        one_line(&r.source, MAX_REASON_CHARS),
+        r.counts.new,
+        r.counts.unchanged,
+        r.counts.absent
+    );
+    let absent = run.suites.iter().flat_map(|s| {
+        s.findings
+            .iter()
+            .flat_map(|f| &f.absent)
+            .map(move |a| (&s.name, a))
+    });
+    for (suite, a) in absent.take(MAX_ABSENT_LISTED) {
+        let _ = writeln!(
+            out,
+            "  absent   {suite}: {} {}  {}",
+            a.rule,
+            a.place(),
+            one_line(&a.message, MAX_REASON_CHARS)
+        );
+    }
+    if r.counts.absent > MAX_ABSENT_LISTED {
+        let _ = writeln!(
+            out,
+            "  … and {} more in run.json",
+            r.counts.absent - MAX_ABSENT_LISTED
+        );
+    }
+    out
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -336,6 +380,8 @@ mod tests {
             invalid_suites: Vec::new(),
             partition: None,
             suppressions: Default::default(),
+            target: None,
+            baseline: None,
         }
     }
 

@@ -401,3 +401,41 @@ async fn a_machine_that_can_run_gets_exit_0() {
     );
     assert!(ws.root().join("reports").is_dir());
 }
+
+#[tokio::test]
+async fn a_corrupt_or_newer_store_is_a_warning_with_its_fix() {
+    let ws = Workspace::new();
+    ws.suite("good", "image = \"phalanx-test/none:1\"\n");
+    let store = ws.root().join("state/phalanx.db");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+
+    // No store yet: the first run makes it.
+    let store_arg = store.to_str().unwrap();
+    let out = output(ws.phalanx(["doctor", "--json", "--store", store_arg])).await;
+    let doc = doctor_json(&out);
+    assert_eq!(check(&doc, "run store")["status"], "ok", "{doc}");
+
+    std::fs::write(
+        &store,
+        b"this is not a SQLite database, only bytes that say so",
+    )
+    .unwrap();
+    let out = output(ws.phalanx(["doctor", "--store", store_arg])).await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("WARN  run store"), "{stdout}");
+    assert!(stdout.contains("runs work but keep no history"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "fix: move it aside (`mv {store_arg} {store_arg}.broken`)"
+        )),
+        "{stdout}"
+    );
+    // A broken store never stops a run, so it does not fail the diagnosis by itself.
+    assert_ne!(
+        check(
+            &doctor_json(&output(ws.phalanx(["doctor", "--json", "--store", store_arg])).await),
+            "run store"
+        )["status"],
+        "fail"
+    );
+}

@@ -116,6 +116,7 @@ pub fn suite(name: &str, format: ResultFormat, fail_on: Severity) -> Suite {
             path: "/results".into(),
             ok_exit_codes: vec![0, 1],
             fail_on,
+            gate: Default::default(),
         },
         policy: Policy::default(),
         source: PathBuf::from(format!("suites/{name}.toml")),
@@ -163,6 +164,8 @@ pub fn run_of(suites: Vec<SuiteReport>) -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        target: None,
+        baseline: None,
     }
 }
 

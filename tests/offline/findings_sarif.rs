@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use phalanx::findings::sarif::{self, NO_RULE, SarifError};
-use phalanx::findings::{Finding, Severity, SuiteFindings};
+use phalanx::findings::{Finding, Gate, Severity, SuiteFindings};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -99,8 +99,8 @@ fn trivy_security_severity_and_base_ids() {
         rule.short_description.as_deref(),
         Some("log4j-core: Remote code execution in Log4j 2.x")
     );
-    assert_eq!(f.blocking(Severity::High).count(), 2);
-    assert_eq!(f.blocking(Severity::Critical).count(), 1);
+    assert_eq!(f.blocking(Severity::High, Gate::All).count(), 2);
+    assert_eq!(f.blocking(Severity::Critical, Gate::All).count(), 1);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn semgrep_nosem_suppressions_and_declared_clean_rules() {
         .unwrap();
     assert!(clean.declared);
     assert_eq!(f.by_rule()[2], Vec::<usize>::new());
-    assert_eq!(f.blocking(Severity::Medium).count(), 1);
+    assert_eq!(f.blocking(Severity::Medium, Gate::All).count(), 1);
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn only_suppressions_in_effect_suppress() {
         Some("false positive, reviewed by alice")
     );
     // Suppressed findings are counted, but never gate.
-    let summary = f.summary(Severity::High);
+    let summary = f.summary(Severity::High, Gate::All, None);
     assert_eq!((summary.total, summary.blocking), (7, 4));
     assert_eq!(summary.suppressed.high, 3);
 }

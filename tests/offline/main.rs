@@ -11,12 +11,18 @@
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
 mod junit_schema;
+#[path = "../report_common/mod.rs"]
+mod report_common;
 
 mod bad_input;
+mod ci_templates;
 mod findings_junit;
 mod findings_large;
 mod findings_reports;
 mod findings_sarif;
 mod perf_schedule;
+mod report_browser;
 mod report_golden;
 mod report_junit_schema;
+mod report_large;
+mod report_pages;

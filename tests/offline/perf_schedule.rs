@@ -47,8 +47,10 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
         context: RunContext {
             run_id: "perf".into(),
             target: dir.to_path_buf(),
+            target_volume: None,
             reports_dir: dir.join("reports"),
             suppressions: Default::default(),
+            baseline: None,
         },
         options: ScheduleOptions {
             jobs,

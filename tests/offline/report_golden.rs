@@ -83,6 +83,8 @@ fn fixed_run() -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        target: None,
+        baseline: None,
     }
 }
 

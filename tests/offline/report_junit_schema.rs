@@ -76,6 +76,8 @@ fn run_with_every_outcome() -> RunReport {
         invalid_suites: Vec::new(),
         partition: None,
         suppressions: Default::default(),
+        target: None,
+        baseline: None,
     }
 }
 

@@ -59,6 +59,7 @@ fn findings(suite: &str) -> SuiteFindings {
         }),
         fingerprint: fp(hash),
         suppression,
+        baseline: None,
         origin: Origin {
             file: 0,
             run: 0,
@@ -184,7 +185,7 @@ fn states_on_both_sides_of_the_warning_window() {
 /// A suite report holding `findings`, judged like the verdict does.
 fn report_of(f: SuiteFindings) -> SuiteReport {
     let mut r = SuiteReport::not_run(&f.suite.clone(), "img", Outcome::Passed, None);
-    r.findings = Some(f.summary(Severity::High));
+    r.findings = Some(f.summary(Severity::High, Default::default(), None));
     r
 }
 

@@ -1,0 +1,131 @@
+//! The store's schema, as a list of migrations numbered by SQLite's `user_version`.
+//!
+//! Migration `i` (0-based) takes a database from version `i` to `i + 1`. A database is
+//! only ever moved forward, in one `BEGIN IMMEDIATE` transaction, so two processes opening
+//! a fresh store at once cannot both apply a step. Never edit a released step: append one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this Phalanx knows.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Version 1: runs, their suites and their findings, expected durations, and meta facts.
+///
+/// Times are milliseconds since the Unix epoch (UTC): compact and sortable. `cause` is the
+/// machine-readable cause of a suite's outcome as JSON; it stays NULL until the typed
+/// cause exists, while `reason` keeps the human sentence.
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    seq             INTEGER PRIMARY KEY,
+    run_id          TEXT NOT NULL UNIQUE,
+    phalanx_version TEXT NOT NULL,
+    started_at      INTEGER NOT NULL,
+    finished_at     INTEGER NOT NULL,
+    exit_code       INTEGER NOT NULL,
+    interrupted     TEXT,
+    passed          INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    timed_out       INTEGER NOT NULL,
+    errored         INTEGER NOT NULL,
+    skipped         INTEGER NOT NULL,
+    cancelled       INTEGER NOT NULL,
+    invalid         INTEGER NOT NULL,
+    critical        INTEGER NOT NULL,
+    high            INTEGER NOT NULL,
+    medium          INTEGER NOT NULL,
+    low             INTEGER NOT NULL,
+    info            INTEGER NOT NULL,
+    suppressed      INTEGER NOT NULL,
+    selection       TEXT NOT NULL,
+    partition       TEXT,
+    target          TEXT NOT NULL,
+    git_commit      TEXT,
+    git_branch      TEXT,
+    git_dirty       INTEGER
+);
+CREATE INDEX runs_by_time ON runs (started_at, seq);
+CREATE INDEX runs_by_target ON runs (target, started_at, seq);
+
+CREATE TABLE suites (
+    id            INTEGER PRIMARY KEY,
+    run           INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    image         TEXT NOT NULL,
+    image_digest  TEXT,
+    outcome       TEXT NOT NULL,
+    reason        TEXT,
+    cause         TEXT,
+    exit_code     INTEGER,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    duration_ms   INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL,
+    flaky         INTEGER NOT NULL,
+    has_findings  INTEGER NOT NULL,
+    fail_on       TEXT,
+    blocking      INTEGER,
+    tests         INTEGER,
+    test_failures INTEGER,
+    test_errors   INTEGER,
+    test_skipped  INTEGER
+);
+CREATE INDEX suites_by_run ON suites (run, position);
+
+CREATE TABLE findings (
+    id            INTEGER PRIMARY KEY,
+    suite         INTEGER NOT NULL REFERENCES suites (id) ON DELETE CASCADE,
+    tool          TEXT NOT NULL,
+    rule          TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    path          TEXT,
+    line          INTEGER,
+    message       TEXT NOT NULL,
+    suppressed    INTEGER NOT NULL,
+    justification TEXT
+);
+CREATE INDEX findings_by_suite ON findings (suite);
+
+CREATE TABLE durations (
+    name          TEXT NOT NULL,
+    image         TEXT NOT NULL,
+    expected_secs REAL NOT NULL,
+    last_secs     REAL NOT NULL,
+    runs          INTEGER NOT NULL,
+    updated       INTEGER NOT NULL,
+    PRIMARY KEY (name, image)
+) WITHOUT ROWID;
+";
+
+/// The database's schema version, as stored.
+pub fn version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Applies the migrations the database lacks. The caller has checked that the version is
+/// not newer than [`VERSION`]. Returns the version found before migrating.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
+    if version(conn)? == VERSION {
+        return Ok(VERSION);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read again under the write lock: another process may have migrated meanwhile.
+    let found = version(&tx)?;
+    for step in MIGRATIONS.iter().skip(found as usize) {
+        tx.execute_batch(step)?;
+    }
+    if found < VERSION {
+        tx.pragma_update(None, "user_version", VERSION)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
