@@ -12,7 +12,7 @@ use phalanx::findings::Severity;
 use phalanx::outcome::RunReport;
 use phalanx::store::{DEFAULT_KEEP_RUNS, RunFacts, RunFilter, Selection, Store};
 
-use crate::findings_common::{BigLog, judged, run_of, suite, write_big_sarif};
+use crate::findings_common::{judged, run_of, suite, write_big_sarif};
 use crate::{Config, Result, median, ratio_line};
 
 /// The share of report-writing time recording may add, and the read-back limits.
@@ -28,18 +28,14 @@ pub fn store(config: &Config) -> Result<()> {
         "\n== store: a {} MiB SARIF log recorded, diffed; `phalanx runs` on {} runs ==",
         config.store_mib, config.store_runs
     );
-    let (big, head) = big_run(dir, "big.sarif", bytes)?;
-    let findings = record_against_reports(dir, &head, config.store_reps)?;
-    println!(
-        "  ({} results in the log, {} findings recorded)",
-        big.results, findings
-    );
+    let head = big_run(dir, "big.sarif", bytes)?;
+    record_against_reports(dir, &head, config.store_reps)?;
     diff_two_runs(dir, &head, bytes, config.store_reps)?;
     runs_listing(dir, config.store_runs, config.store_reps)
 }
 
 /// Writes a log of at least `bytes` as `name` in `dir` and judges it as suite `big` would be.
-fn big_run(dir: &Path, name: &str, bytes: u64) -> Result<(BigLog, RunReport)> {
+fn big_run(dir: &Path, name: &str, bytes: u64) -> Result<RunReport> {
     let clock = Instant::now();
     let big = write_big_sarif(&dir.join(name), bytes);
     let generated = clock.elapsed();
@@ -59,7 +55,7 @@ fn big_run(dir: &Path, name: &str, bytes: u64) -> Result<(BigLog, RunReport)> {
         secs(generated),
         secs(read)
     );
-    Ok((big, report))
+    Ok(report)
 }
 
 fn big_suite() -> phalanx::config::Suite {
@@ -76,8 +72,8 @@ fn facts(dir: &Path) -> RunFacts {
 
 /// Times the three report writers against what the store adds after them (open, record,
 /// prune: what `RunRecorder` does for a run), each rep into a fresh store; prints the ratio
-/// and the bytes per finding, returns the findings recorded.
-fn record_against_reports(dir: &Path, report: &RunReport, reps: usize) -> Result<usize> {
+/// and the bytes per finding.
+fn record_against_reports(dir: &Path, report: &RunReport, reps: usize) -> Result<()> {
     let (mut writing, mut with_store) = (Vec::new(), Vec::new());
     let (mut findings, mut db_bytes) = (0, 0);
     for rep in 0..reps {
@@ -99,7 +95,7 @@ fn record_against_reports(dir: &Path, report: &RunReport, reps: usize) -> Result
     }
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
-        "  junit.xml + results.sarif + run.json: {:.2} s; with the store: {:.2} s (medians of {reps})",
+        "  reports (junit.xml, results.sarif, run.json) {:.2} s; and the store (open, record {findings} findings, prune) {:.2} s; medians of {reps}",
         median(&writing),
         median(&with_store)
     );
@@ -114,7 +110,7 @@ fn record_against_reports(dir: &Path, report: &RunReport, reps: usize) -> Result
         "  on disk: {db_bytes} bytes for one run, {:.0} bytes per finding",
         db_bytes as f64 / findings.max(1) as f64
     );
-    Ok(findings)
+    Ok(())
 }
 
 fn write_reports(dir: &Path, report: &RunReport) -> Result<Duration> {
@@ -148,7 +144,7 @@ fn remove_db(db: &Path) {
 /// `phalanx diff` of a base run (a log 5 % smaller: the same results, fewer of them)
 /// against `head`: the head's extra findings are new, the rest unchanged.
 fn diff_two_runs(dir: &Path, head: &RunReport, bytes: u64, reps: usize) -> Result<()> {
-    let (_, mut base) = big_run(dir, "base.sarif", bytes / 20 * 19)?;
+    let mut base = big_run(dir, "base.sarif", bytes / 20 * 19)?;
     base.run_id = "base".into();
     let db = dir.join("diff.db");
     let mut store = Store::open(&db).map_err(|e| e.to_string())?;
