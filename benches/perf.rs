@@ -14,11 +14,21 @@
 //! - **memory**: peak RSS of `phalanx run` with M queued trivial suites (GNU time).
 //! - **profile**: where one `phalanx run` of N suites spends its engine calls
 //!   (`PHALANX_TIMINGS`).
+//! - **store** (no Docker needed): the run store's cost on the big run of
+//!   `tests/offline/findings_large.rs` (a generated 50 MB SARIF log, about 75,000 findings,
+//!   read through the real reader): the report writers (junit.xml, results.sarif,
+//!   run.json) against the same plus opening the store, recording the run and pruning
+//!   (target: at most 25 % more); `phalanx diff` of two such runs (target ≤ 1 s);
+//!   `phalanx runs` on a store of 10,000 runs (target ≤ 100 ms); bytes on disk per finding.
 //!
 //! Sizes come from environment variables (see [`Config`]); `--quick` or `BENCH_QUICK=1`
 //! picks sizes that finish in well under a minute, for CI smoke runs. Everything started
 //! here is labelled `phalanx.run=<bench id>` or belongs to a Phalanx run, and removed.
 
+#[path = "../tests/findings_common/mod.rs"]
+mod findings_common;
+#[path = "perf/store.rs"]
+mod store;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -59,7 +69,13 @@ struct Config {
     makespan_reps: usize,
     /// `BENCH_MEM_SUITES`: queued suites in the memory run (500; quick 40).
     mem_suites: usize,
-    /// `BENCH_ONLY`: comma-separated sections to run (overhead,makespan,memory,profile).
+    /// `BENCH_STORE_MB`: size of the generated SARIF log of the store section (50; quick 5).
+    store_mib: u64,
+    /// `BENCH_STORE_RUNS`: runs in the store `phalanx runs` lists (10000; quick 1000).
+    store_runs: usize,
+    /// `BENCH_STORE_REPS`: repetitions of each store measurement (3; quick 1).
+    store_reps: usize,
+    /// `BENCH_ONLY`: comma-separated sections to run (overhead,makespan,memory,profile,store).
     only: Vec<String>,
     /// `BENCH_BASELINE`: another `phalanx` binary to add to the overhead comparison.
     baseline: Option<std::path::PathBuf>,
@@ -76,8 +92,11 @@ impl Config {
             makespan_jobs: env_or("BENCH_MAKESPAN_JOBS", 4),
             makespan_reps: env_or("BENCH_MAKESPAN_REPS", pick(3, 1)).max(1),
             mem_suites: env_or("BENCH_MEM_SUITES", pick(500, 40)),
+            store_mib: env_or("BENCH_STORE_MB", if quick { 5 } else { 50 }),
+            store_runs: env_or("BENCH_STORE_RUNS", pick(10_000, 1_000)),
+            store_reps: env_or("BENCH_STORE_REPS", pick(3, 1)).max(1),
             only: std::env::var("BENCH_ONLY")
-                .unwrap_or_else(|_| "overhead,makespan,memory,profile".into())
+                .unwrap_or_else(|_| SECTIONS.join(","))
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
@@ -89,7 +108,14 @@ impl Config {
     fn runs(&self, section: &str) -> bool {
         self.only.iter().any(|s| s == section)
     }
+
+    /// Whether a selected section needs the Docker engine (all but `store` do).
+    fn needs_docker(&self) -> bool {
+        self.only.iter().any(|s| s != "store")
+    }
 }
+
+const SECTIONS: [&str; 5] = ["overhead", "makespan", "memory", "profile", "store"];
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -118,23 +144,48 @@ fn main() {
 }
 
 async fn bench(config: Config) -> Result<()> {
+    if let Some(unknown) = config.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        return Err(format!(
+            "BENCH_ONLY: there is no section {unknown:?} (sections: {})",
+            SECTIONS.join(",")
+        ));
+    }
+    let outcome = if config.needs_docker() {
+        engine_sections(&config).await
+    } else {
+        print_machine(&config, "no engine needed");
+        Ok(())
+    };
+    let outcome = outcome.and_then(|()| {
+        if config.runs("store") {
+            store::store(&config)
+        } else {
+            Ok(())
+        }
+    });
+    println!("\nload average at the end: {}", load_average());
+    outcome
+}
+
+/// The sections that run containers, and the cleanup of what they labelled.
+async fn engine_sections(config: &Config) -> Result<()> {
     let docker = support::docker().await;
     let image = support::probe_image().await;
     let bench_id = support::unique("bench");
-    print_machine(&docker, &image, &config).await;
+    print_machine(config, &describe_engine(&docker, &image).await);
 
     let outcome = async {
         if config.runs("overhead") {
-            overhead(&docker, &image, &config, &bench_id).await?;
+            overhead(&docker, &image, config, &bench_id).await?;
         }
         if config.runs("makespan") {
-            makespan(&image, &config).await?;
+            makespan(&image, config).await?;
         }
         if config.runs("memory") {
-            memory(&image, &config).await?;
+            memory(&image, config).await?;
         }
         if config.runs("profile") {
-            profile(&image, &config).await?;
+            profile(&image, config).await?;
         }
         Ok(())
     }
@@ -142,12 +193,10 @@ async fn bench(config: Config) -> Result<()> {
     for contender in ["xargs", "minimal", "minimal-copy"] {
         support::remove_labelled(&format!("{bench_id}-{contender}")).await;
     }
-    println!("\nload average at the end: {}", load_average());
     outcome
 }
 
-async fn print_machine(docker: &Docker, image: &str, config: &Config) {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+async fn describe_engine(docker: &Docker, image: &str) -> String {
     let version = docker.version().await.ok();
     let info = docker.info().await.ok();
     let engine = version
@@ -164,24 +213,29 @@ async fn print_machine(docker: &Docker, image: &str, config: &Config) {
         .as_ref()
         .and_then(|i| i.driver.clone())
         .unwrap_or_else(|| "?".into());
-    let kernel = info
-        .as_ref()
-        .and_then(|i| i.kernel_version.clone())
-        .unwrap_or_else(|| "?".into());
+    format!("{engine}, storage driver {driver}; image {image}")
+}
+
+fn print_machine(config: &Config, engine: &str) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
     println!("Phalanx benchmark");
-    println!(
-        "machine: {cpus} CPUs, kernel {kernel}; {engine}, storage driver {driver}; image {image}"
-    );
+    println!("machine: {cpus} CPUs, kernel {kernel}; {engine}");
     println!("load average at the start: {}", load_average());
     println!(
-        "sizes: {} suites at -j {} x {} repetitions; makespan scale {} at -j {} x {}; memory {} suites",
+        "sizes: {} suites at -j {} x {} repetitions; makespan scale {} at -j {} x {}; memory {} suites; store {} MiB log, {} runs x {}",
         config.suites,
         config.jobs,
         config.reps,
         config.makespan_scale,
         config.makespan_jobs,
         config.makespan_reps,
-        config.mem_suites
+        config.mem_suites,
+        config.store_mib,
+        config.store_runs,
+        config.store_reps
     );
 }
 

@@ -3,7 +3,6 @@
 //! `phalanx runs`, `show` and `diff`; a broken store costs a run nothing; two runs at once
 //! are both recorded.
 
-use crate::findings_common;
 use crate::runs;
 use crate::support;
 
@@ -421,103 +420,4 @@ fn reading_without_a_store_says_where_it_looked() {
     let (code, _, stderr) = phalanx(&ws, &["show", "last"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("holds no runs"), "{stderr}");
-}
-
-/// The store's share of a big run, measured by hand in release mode (the figures are in the
-/// issue's closing note):
-///
-/// ```text
-/// cargo test --release --test store -- --ignored --exact measure_store --nocapture
-/// ```
-///
-/// Recording the 75,000 findings of `tests/findings_large.rs`'s 50 MB log against writing
-/// that run's reports; `diff` of two such runs; `runs` on a store of 10,000 runs; bytes
-/// on disk per finding.
-#[test]
-#[ignore = "measurement, not a check: run by hand in release mode"]
-fn measure_store() {
-    use findings_common::{judged, run_of, suite, write_big_sarif};
-    use phalanx::config::ResultFormat;
-    use phalanx::findings::Severity;
-    use phalanx::store::{RunFacts, Selection, Store};
-    use std::time::Instant;
-
-    let dir = tempfile::tempdir().unwrap();
-    let big = write_big_sarif(&dir.path().join("big.sarif"), 50 << 20);
-    let s = suite("big", ResultFormat::Sarif, Severity::High);
-    let report = run_of(vec![judged(&s, dir.path(), &["big.sarif"])]);
-    let t = Instant::now();
-    phalanx::report::write_junit(&report, &dir.path().join("junit.xml")).unwrap();
-    phalanx::report::sarif::write_sarif(&report, &dir.path().join("results.sarif")).unwrap();
-    phalanx::report::json::write_json(&report, &dir.path().join("run.json")).unwrap();
-    let reports = t.elapsed();
-
-    let db = dir.path().join("phalanx.db");
-    let facts = RunFacts {
-        target: dir.path().to_path_buf(),
-        selection: Selection::default(),
-        git: None,
-    };
-    let t = Instant::now();
-    let mut store = Store::open(&db).unwrap();
-    let recorded = store.record(&report, &facts).unwrap();
-    let record = t.elapsed();
-    store
-        .connection()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    let bytes = std::fs::metadata(&db).unwrap().len();
-    eprintln!(
-        "{} findings ({} in the log): reports {reports:.2?}, recording {record:.2?} ({:.0}% of the reports), {} bytes on disk, {:.0} bytes per finding",
-        recorded.findings,
-        big.results,
-        100.0 * record.as_secs_f64() / reports.as_secs_f64(),
-        bytes,
-        bytes as f64 / recorded.findings as f64
-    );
-
-    let mut second = report.clone();
-    second.run_id = "second".into();
-    store.record(&second, &facts).unwrap();
-    let t = Instant::now();
-    let diff = store.diff_refs(None, None).unwrap();
-    eprintln!(
-        "diff of two {}-finding runs: {:.2?} ({} unchanged)",
-        recorded.findings,
-        t.elapsed(),
-        diff.unchanged.len()
-    );
-
-    let many = dir.path().join("many.db");
-    let mut store = Store::open(&many).unwrap();
-    let tiny = run_of(vec![]);
-    let t = Instant::now();
-    for i in 0..10_000 {
-        let mut r = tiny.clone();
-        r.run_id = format!("run-{i:05}");
-        store.record(&r, &facts).unwrap();
-    }
-    eprintln!("10,000 runs recorded in {:.2?}", t.elapsed());
-    let t = Instant::now();
-    let list = store
-        .runs(&phalanx::store::RunFilter {
-            limit: Some(20),
-            target: None,
-        })
-        .unwrap();
-    let text = phalanx::store::view::runs_table(&list);
-    eprintln!(
-        "runs (20 of 10,000) in {:.2?}, {} bytes of table",
-        t.elapsed(),
-        text.len()
-    );
-    let bin = env!("CARGO_BIN_EXE_phalanx");
-    let t = Instant::now();
-    let out = std::process::Command::new(bin)
-        .args(["runs", "--store"])
-        .arg(&many)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    eprintln!("`phalanx runs` process on 10,000 runs: {:.2?}", t.elapsed());
 }
