@@ -21,7 +21,9 @@ use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{ReportInput, json, junit, sarif, summary, write_html, write_markdown};
+use phalanx::report::{
+    ReportError, ReportInput, json, junit, sarif, summary, write_html, write_markdown,
+};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
@@ -659,8 +661,9 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     finish_run(&args, report, &paths, &mut recorder, &facts)
 }
 
-/// Writes the reports of a run that ended, then records it in the store (a store that
-/// fails costs only the record: the reports are written first).
+/// Writes the machine reports of a run that ended, records it in the store, then writes
+/// the human reports with what the store says around it. A store that fails costs only
+/// the record and the history: the reports are all written.
 fn finish_run(
     args: &RunArgs,
     report: RunReport,
@@ -668,12 +671,41 @@ fn finish_run(
     recorder: &mut store::RunRecorder,
     facts: &store::RunFacts,
 ) -> Result<ExitCode, Failure> {
-    let written = write_reports(&report, paths, args.events_on_stdout());
+    let machine = write_machine_reports(&report, paths);
     if let Some(warning) = recorder.record(&report, facts) {
         eprintln!("warning: {warning}");
     }
-    written?;
-    Ok(ExitCode::from(report.exit_code()))
+    let mut input = ReportInput::for_run(
+        &report,
+        &paths.target,
+        facts.git.as_ref(),
+        Some(&paths.sarif),
+    );
+    if let Some(store) = recorder.store() {
+        match history_of(store, &report.run_id, None) {
+            Ok(history) => input = input.with_history(history),
+            Err(e) => eprintln!("warning: {e}; the reports show no history"),
+        }
+    }
+    let human = write_human_reports(&input, paths.html.as_deref(), paths.markdown.as_deref());
+    print_summary(&report, paths, args.events_on_stdout());
+    match machine.into_iter().chain(human).find_map(Result::err) {
+        Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
+        None => Ok(ExitCode::from(report.exit_code())),
+    }
+}
+
+/// What the store says around one of its runs, compared with `base` or the run before.
+fn history_of(
+    store: &Store,
+    run: &str,
+    base: Option<&str>,
+) -> Result<phalanx::report::from_store::History, QueryError> {
+    let head = store.resolve(run)?;
+    let base = base.map(|b| store.resolve(b)).transpose()?;
+    Ok(phalanx::report::from_store::History::of(
+        store, &head, base,
+    )?)
 }
 
 /// `run --dry-run`: what the run would do, from the plan and what the engine (if it
@@ -1009,36 +1041,44 @@ fn unreachable_report(
     report
 }
 
-/// Writes every report, even when an earlier one failed, then the summary; the first
-/// failure is returned.
-fn write_reports(
-    report: &RunReport,
-    paths: &ReportPaths,
-    summary_on_stderr: bool,
-) -> Result<(), Failure> {
-    let input = ReportInput::for_run(report, &paths.target, Some(&paths.sarif));
-    let (html, markdown) = (paths.html.as_deref(), paths.markdown.as_deref());
-    let written = [
+/// Writes JUnit, SARIF and run.json, each whatever became of the others.
+fn write_machine_reports(report: &RunReport, paths: &ReportPaths) -> [Result<(), ReportError>; 3] {
+    [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
         json::write_json(report, &paths.json),
-        html.map_or(Ok(()), |p| write_html(&input, p)),
-        markdown.map_or(Ok(()), |p| write_markdown(&input, p)),
-    ];
+    ]
+}
+
+/// Writes report.html and report.md (either may be turned off).
+fn write_human_reports(
+    input: &ReportInput,
+    html: Option<&Path>,
+    markdown: Option<&Path>,
+) -> [Result<(), ReportError>; 2] {
+    [
+        html.map_or(Ok(()), |p| write_html(input, p)),
+        markdown.map_or(Ok(()), |p| write_markdown(input, p)),
+    ]
+}
+
+fn print_summary(report: &RunReport, paths: &ReportPaths, on_stderr: bool) {
     let mut files = vec![
         paths.junit.as_path(),
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
-    files.extend(html.into_iter().chain(markdown));
+    files.extend(
+        paths
+            .html
+            .as_deref()
+            .into_iter()
+            .chain(paths.markdown.as_deref()),
+    );
     let table = summary::summary_table(report, &files);
-    if summary_on_stderr {
+    if on_stderr {
         eprintln!("{table}");
     } else {
         println!("{table}");
-    }
-    match written.into_iter().find_map(Result::err) {
-        Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
-        None => Ok(()),
     }
 }
