@@ -119,6 +119,9 @@ enum Command {
         #[arg(long, value_name = "SEVERITY")]
         fail_on_new: Option<Severity>,
     },
+    /// Write report.html and report.md of a recorded run, compared with the run before it
+    /// of the same target and selection (or with --baseline), with the target's trend.
+    Report(ReportArgs),
     /// Delete all but the newest N runs from the run store, with their findings.
     Prune {
         #[command(flatten)]
@@ -126,6 +129,24 @@ enum Command {
         #[arg(long, value_name = "N")]
         keep: usize,
     },
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// A run id, the start of one, `last` or `last~N`.
+    #[arg(value_name = "RUN", default_value = "last")]
+    run: String,
+    /// Compare with this recorded run instead of the one before RUN.
+    #[arg(long, value_name = "REF")]
+    baseline: Option<String>,
+    /// Where the HTML page goes [default: <reports>/report.html].
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
+    /// Where the Markdown report goes [default: <reports>/report.md].
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -353,6 +374,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             json,
             fail_on_new,
         } => diff(&project, &store, base, head, json, fail_on_new),
+        Command::Report(args) => report(&project, args),
         Command::Prune { store, keep } => prune(&project, &store, keep),
     }
 }
@@ -969,6 +991,46 @@ fn diff(
     print_view(json, &diff, store::view::diff);
     let gate = fail_on_new.is_some_and(|t| diff.new_at_or_above(t) > 0);
     Ok(ExitCode::from(u8::from(gate)))
+}
+
+/// `phalanx report`: the human reports of a stored run, rebuilt from what the store
+/// keeps (the pages say what it does not).
+fn report(project: &ProjectConfig, args: ReportArgs) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, &args.store)?;
+    let run = store.resolve(&args.run).map_err(query_failure)?;
+    let history =
+        history_of(&store, &run.run_id, args.baseline.as_deref()).map_err(query_failure)?;
+    let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
+    let report = phalanx::report::from_store::run_report(&detail);
+    let input = ReportInput {
+        git: detail
+            .run
+            .git
+            .as_ref()
+            .map(phalanx::report::input::GitFacts::of),
+        command_line: phalanx::report::from_store::rerun_command(&detail.run),
+        provenance: phalanx::report::input::Provenance::Stored,
+        report_url: phalanx::report::input::report_url_from_env(),
+        ..ReportInput::new(&report, detail.run.target.display().to_string())
+    }
+    .with_history(history);
+    let html = args
+        .html
+        .unwrap_or_else(|| project.reports_dir.join("report.html"));
+    let markdown = args
+        .markdown
+        .unwrap_or_else(|| project.reports_dir.join("report.md"));
+    let written = write_human_reports(&input, Some(&html), Some(&markdown));
+    if let Some(e) = written.into_iter().find_map(Result::err) {
+        return Err(Failure::Infra(format!("cannot write the reports: {e}")));
+    }
+    println!(
+        "run {}: {} and {}",
+        report.run_id,
+        html.display(),
+        markdown.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn prune(project: &ProjectConfig, arg: &StoreArg, keep: usize) -> Result<ExitCode, Failure> {

@@ -258,11 +258,6 @@ impl GitFacts {
     }
 }
 
-/// What a page rebuilt from the store cannot show, said on the page.
-pub const STORED_RUN_NOTE: &str = "Rebuilt from the run store, which keeps suites, causes \
-     and findings but not the tools' captured output, logs, SARIF snippets, rule \
-     descriptions, retried attempts or which suppressions-file entry covered a finding.";
-
 /// A stored run as a [`RunReport`]: suites with their recorded outcome, cause (as the
 /// sentence that was recorded) and findings, so the writers can draw its pages.
 pub fn run_report(detail: &RunDetail) -> RunReport {

@@ -35,9 +35,8 @@ pub struct ReportInput<'a> {
     /// Where `report.html` will be published (`PHALANX_REPORT_URL`): linked from the
     /// Markdown report.
     pub report_url: Option<String>,
-    /// What the pages cannot show of this run, said under what was scanned (a run
-    /// rebuilt from the store has no captured output).
-    pub note: Option<&'static str>,
+    /// Where the run comes from: the pages say what a stored run cannot show.
+    pub provenance: Provenance,
 }
 
 impl<'a> ReportInput<'a> {
@@ -53,7 +52,7 @@ impl<'a> ReportInput<'a> {
             accepted_risk: None,
             trend: Trend::NoStore,
             report_url: None,
-            note: None,
+            provenance: Provenance::ThisRun,
         }
     }
 
@@ -76,9 +75,7 @@ impl<'a> ReportInput<'a> {
                 .map_or(Comparison::NoStore, Comparison::Against),
             command_line: shell_command(std::env::args()),
             sarif_path: sarif.map(|p| p.display().to_string()),
-            report_url: std::env::var("PHALANX_REPORT_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty()),
+            report_url: report_url_from_env(),
             ..ReportInput::new(run, target.display().to_string())
         }
     }
@@ -91,6 +88,36 @@ impl<'a> ReportInput<'a> {
         }
         self.trend = history.trend;
         self
+    }
+}
+
+/// `PHALANX_REPORT_URL`, where `report.html` will be published, when set.
+pub fn report_url_from_env() -> Option<String> {
+    std::env::var("PHALANX_REPORT_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// Where a report's run comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// The run this process made: everything about it is known.
+    ThisRun,
+    /// Rebuilt from the run store (`phalanx report`), which keeps less than a run has.
+    Stored,
+}
+
+impl Provenance {
+    /// What the pages cannot show, said under what was scanned.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Provenance::ThisRun => None,
+            Provenance::Stored => Some(
+                "Rebuilt from the run store, which keeps suites, causes and findings but not \
+                 the tools' captured output, logs, SARIF snippets, rule descriptions, retried \
+                 attempts or the suppressions file's entries.",
+            ),
+        }
     }
 }
 
