@@ -538,12 +538,14 @@ fn in_source(out: &mut String, run: &RunReport) {
     let groups = rule_groups(run, true);
     let total: usize = groups.iter().map(|g| g.findings.len()).sum();
     if total == 0 {
-        out.push_str("<p>No finding was suppressed in source.</p>\n");
+        out.push_str("<p>No finding was suppressed.</p>\n");
         return;
     }
     let _ = writeln!(
         out,
-        "<details><summary>Suppressed in source by the tools ({total})</summary>"
+        // Both kinds: a stored run does not say which entry covered a finding.
+        "<details><summary>Suppressed findings, in source or by the suppressions file \
+         ({total})</summary>"
     );
     out.push_str(concat!(
         "<table class=\"findings\"><thead><tr><th>Severity</th><th>Suite</th><th>Rule</th>",
