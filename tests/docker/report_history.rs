@@ -168,6 +168,26 @@ async fn the_second_run_shows_what_is_new_the_trend_and_accepted_risk() {
     assert_eq!(out.status.code(), Some(0));
     assert!(runs::read(&old_md).contains("No new finding."));
 
+    // Without the store there is nothing to compare with or to draw.
+    let output = phalanx(
+        &ws,
+        &[
+            "run",
+            "--progress",
+            "plain",
+            "--target",
+            "target",
+            "--no-store",
+        ],
+    );
+    let off = runs::finished(&ws, output);
+    runs::assert_nothing_left(off.run_id()).await;
+    let md = runs::read(&ws.reports_dir().join("report.md"));
+    assert!(md.contains("No baseline: no run store is in use."), "{md}");
+    assert!(!md.contains("**Trend**"), "{md}");
+    let html = runs::read(&ws.reports_dir().join("report.html"));
+    assert!(section(&html, "trend").contains("no run store is in use"));
+
     let missing = phalanx(&ws, &["report", "last~5"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("last~5"));
