@@ -21,6 +21,8 @@ use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
+use phalanx::report::from_store::{self, RunHistory};
+use phalanx::report::input::{GitFacts, Provenance, report_url_from_env};
 use phalanx::report::{
     ReportError, ReportInput, json, junit, sarif, summary, write_html, write_markdown,
 };
@@ -718,16 +720,10 @@ fn finish_run(
 }
 
 /// What the store says around one of its runs, compared with `base` or the run before.
-fn history_of(
-    store: &Store,
-    run: &str,
-    base: Option<&str>,
-) -> Result<phalanx::report::from_store::History, QueryError> {
+fn history_of(store: &Store, run: &str, base: Option<&str>) -> Result<RunHistory, QueryError> {
     let head = store.resolve(run)?;
     let base = base.map(|b| store.resolve(b)).transpose()?;
-    Ok(phalanx::report::from_store::History::of(
-        store, &head, base,
-    )?)
+    Ok(RunHistory::of(store, &head, base)?)
 }
 
 /// `run --dry-run`: what the run would do, from the plan and what the engine (if it
@@ -1001,16 +997,12 @@ fn report(project: &ProjectConfig, args: ReportArgs) -> Result<ExitCode, Failure
     let history =
         history_of(&store, &run.run_id, args.baseline.as_deref()).map_err(query_failure)?;
     let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
-    let report = phalanx::report::from_store::run_report(&detail);
+    let report = from_store::run_report(&detail);
     let input = ReportInput {
-        git: detail
-            .run
-            .git
-            .as_ref()
-            .map(phalanx::report::input::GitFacts::of),
-        command_line: phalanx::report::from_store::rerun_command(&detail.run),
-        provenance: phalanx::report::input::Provenance::Stored,
-        report_url: phalanx::report::input::report_url_from_env(),
+        git: detail.run.git.as_ref().map(GitFacts::of),
+        command_line: from_store::rerun_command(&detail.run),
+        provenance: Provenance::Stored,
+        report_url: report_url_from_env(),
         ..ReportInput::new(&report, detail.run.target.display().to_string())
     }
     .with_history(history);

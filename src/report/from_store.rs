@@ -197,12 +197,12 @@ impl TrendPoint {
 
 /// What the store says around one of its runs: what changed and the trend.
 #[derive(Debug, Clone, PartialEq)]
-pub struct History {
+pub struct RunHistory {
     pub comparison: Comparison,
     pub trend: Trend,
 }
 
-impl History {
+impl RunHistory {
     /// The history of `head`, a run the store holds: compared with `base`, or without one
     /// with the previous run of the same target, selection and partition; the trend is
     /// the last [`Trend::DEFAULT_RUNS`] runs of the target up to `head`, oldest first.
@@ -210,7 +210,7 @@ impl History {
         store: &Store,
         head: &RunSummary,
         base: Option<RunSummary>,
-    ) -> Result<History, StoreError> {
+    ) -> Result<RunHistory, StoreError> {
         let base = match base {
             Some(base) => Some(base),
             None => store.previous_like(head)?,
@@ -219,7 +219,7 @@ impl History {
             Some(base) => Comparison::Against(Changes::from_diff(&store.diff(base, head.clone())?)),
             None => Comparison::FirstRun,
         };
-        Ok(History {
+        Ok(RunHistory {
             comparison,
             trend: trend(store, head)?,
         })
@@ -262,13 +262,17 @@ impl GitFacts {
 /// sentence that was recorded) and findings, so the writers can draw its pages.
 pub fn run_report(detail: &RunDetail) -> RunReport {
     let run = &detail.run;
-    let mut suites: Vec<SuiteReport> = detail.suites.iter().map(stored_suite).collect();
-    for suite in suites.iter_mut() {
-        let stored = detail.suites.iter().find(|s| s.name == suite.name);
-        if let Some(stored) = stored.filter(|s| s.has_findings) {
-            attach_findings(suite, stored, &detail.findings);
-        }
-    }
+    let suites = detail
+        .suites
+        .iter()
+        .map(|stored| {
+            let mut suite = stored_suite(stored);
+            if stored.has_findings {
+                attach_findings(&mut suite, stored, &detail.findings);
+            }
+            suite
+        })
+        .collect();
     RunReport {
         run_id: run.run_id.clone(),
         phalanx_version: run.phalanx_version.clone(),

@@ -82,7 +82,7 @@ impl<'a> ReportInput<'a> {
 
     /// Adds what the store says around the run. A `--baseline` comparison, made during
     /// the run, is kept: the store's previous run is only the fallback.
-    pub fn with_history(mut self, history: super::from_store::History) -> Self {
+    pub fn with_history(mut self, history: super::from_store::RunHistory) -> Self {
         if !matches!(self.comparison, Comparison::Against(_)) {
             self.comparison = history.comparison;
         }
@@ -114,8 +114,8 @@ impl Provenance {
             Provenance::ThisRun => None,
             Provenance::Stored => Some(
                 "Rebuilt from the run store, which keeps suites, causes and findings but not \
-                 the tools' captured output, logs, SARIF snippets, rule descriptions, retried \
-                 attempts or the suppressions file's entries.",
+                 the tools' captured output, logs, JUnit test counts, SARIF snippets, rule \
+                 descriptions, retried attempts or the suppressions file's entries.",
             ),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use phalanx::findings::{FindingRecord, Gate, Severity, SuiteFindings, SuiteResults};
 use phalanx::outcome::{Outcome, RunReport};
-use phalanx::report::from_store::{History, run_report};
+use phalanx::report::from_store::{RunHistory, run_report};
 use phalanx::report::input::{
     AcceptedRisk, Changes, Comparison, Provenance, ReportInput, RiskState, Trend, Verdict,
 };
@@ -140,7 +140,7 @@ fn a_baseline_gives_new_unchanged_and_fixed_from_the_findings_states() {
         Some("app.py:1")
     );
     // A run's own input keeps the baseline comparison over the store's.
-    let input = ReportInput::for_run(&run, "/t".as_ref(), None, None).with_history(History {
+    let input = ReportInput::for_run(&run, "/t".as_ref(), None, None).with_history(RunHistory {
         comparison: Comparison::FirstRun,
         trend: Trend::Runs(Vec::new()),
     });
@@ -170,7 +170,7 @@ fn the_store_compares_with_the_previous_run_and_draws_the_trend() {
     store.record(&second, &facts()).unwrap();
 
     let head = store.resolve("last").unwrap();
-    let history = History::of(&store, &head, None).unwrap();
+    let history = RunHistory::of(&store, &head, None).unwrap();
     let Comparison::Against(changes) = &history.comparison else {
         panic!("compared with r1: {:?}", history.comparison);
     };
@@ -187,12 +187,12 @@ fn the_store_compares_with_the_previous_run_and_draws_the_trend() {
 
     // The first run's history is as it was then: nothing to compare, one point.
     let old = store.resolve("last~1").unwrap();
-    let then = History::of(&store, &old, None).unwrap();
+    let then = RunHistory::of(&store, &old, None).unwrap();
     assert_eq!(then.comparison, Comparison::FirstRun);
     assert!(matches!(&then.trend, Trend::Runs(p) if p.len() == 1));
 
     // Against a named base (`--baseline REF`) even when it is the newer run.
-    let against = History::of(&store, &old, Some(head)).unwrap();
+    let against = RunHistory::of(&store, &old, Some(head)).unwrap();
     assert!(matches!(&against.comparison, Comparison::Against(c) if c.fixed.total() == 1));
 }
 
