@@ -21,7 +21,11 @@ use phalanx::images;
 use phalanx::outcome::{InvalidSuite, RunReport};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::{ReportInput, json, junit, sarif, summary, write_html, write_markdown};
+use phalanx::report::from_store::{self, RunHistory};
+use phalanx::report::input::{GitFacts, Provenance, report_url_from_env};
+use phalanx::report::{
+    ReportError, ReportInput, json, junit, sarif, summary, write_html, write_markdown,
+};
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
@@ -117,6 +121,9 @@ enum Command {
         #[arg(long, value_name = "SEVERITY")]
         fail_on_new: Option<Severity>,
     },
+    /// Write report.html and report.md of a recorded run, compared with the run before it
+    /// of the same target and selection (or with --baseline), with the target's trend.
+    Report(ReportArgs),
     /// Delete all but the newest N runs from the run store, with their findings.
     Prune {
         #[command(flatten)]
@@ -124,6 +131,24 @@ enum Command {
         #[arg(long, value_name = "N")]
         keep: usize,
     },
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// A run id, the start of one, `last` or `last~N`.
+    #[arg(value_name = "RUN", default_value = "last")]
+    run: String,
+    /// Compare with this recorded run instead of the one before RUN.
+    #[arg(long, value_name = "REF")]
+    baseline: Option<String>,
+    /// Where the HTML page goes [default: <reports>/report.html].
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
+    /// Where the Markdown report goes [default: <reports>/report.md].
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -358,6 +383,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             json,
             fail_on_new,
         } => diff(&project, &store, base, head, json, fail_on_new),
+        Command::Report(args) => report(&project, args),
         Command::Prune { store, keep } => prune(&project, &store, keep),
     }
 }
@@ -675,8 +701,9 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     finish_run(&args, report, &paths, &mut recorder, &facts)
 }
 
-/// Writes the reports of a run that ended, then records it in the store (a store that
-/// fails costs only the record: the reports are written first).
+/// Writes the machine reports of a run that ended, records it in the store, then writes
+/// the human reports with what the store says around it. A store that fails costs only
+/// the record and the history: the reports are all written.
 fn finish_run(
     args: &RunArgs,
     report: RunReport,
@@ -684,12 +711,35 @@ fn finish_run(
     recorder: &mut store::RunRecorder,
     facts: &store::RunFacts,
 ) -> Result<ExitCode, Failure> {
-    let written = write_reports(&report, paths, args.events_on_stdout());
+    let machine = write_machine_reports(&report, paths);
     if let Some(warning) = recorder.record(&report, facts) {
         eprintln!("warning: {warning}");
     }
-    written?;
-    Ok(ExitCode::from(report.exit_code()))
+    let mut input = ReportInput::for_run(
+        &report,
+        &paths.target,
+        facts.git.as_ref(),
+        Some(&paths.sarif),
+    );
+    if let Some(store) = recorder.store() {
+        match history_of(store, &report.run_id, None) {
+            Ok(history) => input = input.with_history(history),
+            Err(e) => eprintln!("warning: {e}; the reports show no history"),
+        }
+    }
+    let human = write_human_reports(&input, paths.html.as_deref(), paths.markdown.as_deref());
+    print_summary(&report, paths, args.events_on_stdout());
+    match machine.into_iter().chain(human).find_map(Result::err) {
+        Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
+        None => Ok(ExitCode::from(report.exit_code())),
+    }
+}
+
+/// What the store says around one of its runs, compared with `base` or the run before.
+fn history_of(store: &Store, run: &str, base: Option<&str>) -> Result<RunHistory, QueryError> {
+    let head = store.resolve(run)?;
+    let base = base.map(|b| store.resolve(b)).transpose()?;
+    Ok(RunHistory::of(store, &head, base)?)
 }
 
 /// Image builds at once: `--image-jobs`, else `image_jobs` in phalanx.toml, else the default.
@@ -962,6 +1012,42 @@ fn diff(
     Ok(ExitCode::from(u8::from(gate)))
 }
 
+/// `phalanx report`: the human reports of a stored run, rebuilt from what the store
+/// keeps (the pages say what it does not).
+fn report(project: &ProjectConfig, args: ReportArgs) -> Result<ExitCode, Failure> {
+    let store = open_existing(project, &args.store)?;
+    let run = store.resolve(&args.run).map_err(query_failure)?;
+    let history =
+        history_of(&store, &run.run_id, args.baseline.as_deref()).map_err(query_failure)?;
+    let detail = store.detail(run).map_err(|e| query_failure(e.into()))?;
+    let report = from_store::run_report(&detail);
+    let input = ReportInput {
+        git: detail.run.git.as_ref().map(GitFacts::of),
+        command_line: from_store::rerun_command(&detail.run),
+        provenance: Provenance::Stored,
+        report_url: report_url_from_env(),
+        ..ReportInput::new(&report, detail.run.target.display().to_string())
+    }
+    .with_history(history);
+    let html = args
+        .html
+        .unwrap_or_else(|| project.reports_dir.join("report.html"));
+    let markdown = args
+        .markdown
+        .unwrap_or_else(|| project.reports_dir.join("report.md"));
+    let written = write_human_reports(&input, Some(&html), Some(&markdown));
+    if let Some(e) = written.into_iter().find_map(Result::err) {
+        return Err(Failure::Infra(format!("cannot write the reports: {e}")));
+    }
+    println!(
+        "run {}: {} and {}",
+        report.run_id,
+        html.display(),
+        markdown.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn prune(project: &ProjectConfig, arg: &StoreArg, keep: usize) -> Result<ExitCode, Failure> {
     let mut store = open_existing(project, arg)?;
     let deleted = store.prune(keep).map_err(|e| query_failure(e.into()))?;
@@ -1032,36 +1118,44 @@ fn unreachable_report(
     report
 }
 
-/// Writes every report, even when an earlier one failed, then the summary; the first
-/// failure is returned.
-fn write_reports(
-    report: &RunReport,
-    paths: &ReportPaths,
-    summary_on_stderr: bool,
-) -> Result<(), Failure> {
-    let input = ReportInput::for_run(report, &paths.target, Some(&paths.sarif));
-    let (html, markdown) = (paths.html.as_deref(), paths.markdown.as_deref());
-    let written = [
+/// Writes JUnit, SARIF and run.json, each whatever became of the others.
+fn write_machine_reports(report: &RunReport, paths: &ReportPaths) -> [Result<(), ReportError>; 3] {
+    [
         junit::write_junit(report, &paths.junit),
         sarif::write_sarif(report, &paths.sarif),
         json::write_json(report, &paths.json),
-        html.map_or(Ok(()), |p| write_html(&input, p)),
-        markdown.map_or(Ok(()), |p| write_markdown(&input, p)),
-    ];
+    ]
+}
+
+/// Writes report.html and report.md (either may be turned off).
+fn write_human_reports(
+    input: &ReportInput,
+    html: Option<&Path>,
+    markdown: Option<&Path>,
+) -> [Result<(), ReportError>; 2] {
+    [
+        html.map_or(Ok(()), |p| write_html(input, p)),
+        markdown.map_or(Ok(()), |p| write_markdown(input, p)),
+    ]
+}
+
+fn print_summary(report: &RunReport, paths: &ReportPaths, on_stderr: bool) {
     let mut files = vec![
         paths.junit.as_path(),
         paths.sarif.as_path(),
         paths.json.as_path(),
     ];
-    files.extend(html.into_iter().chain(markdown));
+    files.extend(
+        paths
+            .html
+            .as_deref()
+            .into_iter()
+            .chain(paths.markdown.as_deref()),
+    );
     let table = summary::summary_table(report, &files);
-    if summary_on_stderr {
+    if on_stderr {
         eprintln!("{table}");
     } else {
         println!("{table}");
-    }
-    match written.into_iter().find_map(Result::err) {
-        Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
-        None => Ok(()),
     }
 }

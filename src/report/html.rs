@@ -14,8 +14,8 @@ use std::path::Path;
 use super::escape::{html, push_html};
 use super::groups::{RuleGroup, location, rule_groups};
 use super::input::{
-    AcceptedRisk, ChangedFinding, Comparison, ReportInput, RiskState, TrendPoint, Verdict, cause,
-    finding_counts, verdict_detail,
+    AcceptedRisk, ChangedFinding, Comparison, Provenance, ReportInput, RiskState, TrendPoint,
+    Verdict, cause, finding_counts, verdict_detail,
 };
 use super::summary::{human_duration, suite_duration};
 use super::{ReportError, atomic_write};
@@ -144,6 +144,9 @@ fn scanned(out: &mut String, input: &ReportInput) {
     fact(out, "Run id", &run.run_id);
     if let Some(p) = &run.partition {
         fact(out, "Shard", p);
+    }
+    if let Some(note) = input.provenance.note() {
+        fact(out, "Note", note);
     }
     out.push_str("<tr><th>Reproduce</th><td><code class=\"cmd\">");
     push_html(out, &input.command_line);
@@ -476,6 +479,10 @@ fn rule_group(out: &mut String, group: &RuleGroup, budget: usize, full: &str) ->
 fn accepted_risk(out: &mut String, input: &ReportInput) {
     out.push_str("<section id=\"risk\"><h2>Accepted risk</h2>\n");
     match &input.accepted_risk {
+        None if input.provenance == Provenance::Stored => out.push_str(
+            "<p class=\"na\">Not known: the run store keeps no suppressions-file entries; \
+             the suppressed findings are listed with the findings.</p>\n",
+        ),
         None => out.push_str(
             "<p class=\"na\">No suppressions file is in use; only the tools' own in-source \
              suppressions are listed.</p>\n",
@@ -531,12 +538,14 @@ fn in_source(out: &mut String, run: &RunReport) {
     let groups = rule_groups(run, true);
     let total: usize = groups.iter().map(|g| g.findings.len()).sum();
     if total == 0 {
-        out.push_str("<p>No finding was suppressed in source.</p>\n");
+        out.push_str("<p>No finding was suppressed.</p>\n");
         return;
     }
     let _ = writeln!(
         out,
-        "<details><summary>Suppressed in source by the tools ({total})</summary>"
+        // Both kinds: a stored run does not say which entry covered a finding.
+        "<details><summary>Suppressed findings, in source or by the suppressions file \
+         ({total})</summary>"
     );
     out.push_str(concat!(
         "<table class=\"findings\"><thead><tr><th>Severity</th><th>Suite</th><th>Rule</th>",

@@ -7,7 +7,6 @@
 //! [`ReportInput`], so they can be tested byte for byte and fed by any source.
 
 use std::path::Path;
-use std::process::Command;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -36,6 +35,8 @@ pub struct ReportInput<'a> {
     /// Where `report.html` will be published (`PHALANX_REPORT_URL`): linked from the
     /// Markdown report.
     pub report_url: Option<String>,
+    /// Where the run comes from: the pages say what a stored run cannot show.
+    pub provenance: Provenance,
 }
 
 impl<'a> ReportInput<'a> {
@@ -51,21 +52,71 @@ impl<'a> ReportInput<'a> {
             accepted_risk: None,
             trend: Trend::NoStore,
             report_url: None,
+            provenance: Provenance::ThisRun,
         }
     }
 
-    /// The input for the run this process just made: git facts of `target`, this
-    /// process's command line, and `PHALANX_REPORT_URL`. The run store and the
-    /// suppressions file fill in `comparison`, `trend` and `accepted_risk`.
-    pub fn for_run(run: &'a RunReport, target: &Path, sarif: Option<&Path>) -> Self {
+    /// The input for the run this process just made: the git facts the run store read
+    /// of `target` ([`crate::store::RunFacts::gather`]), this process's command line,
+    /// `PHALANX_REPORT_URL`, and the accepted risk of the run's suppressions file. The
+    /// run store fills in `comparison` and `trend` ([`Self::with_history`]).
+    pub fn for_run(
+        run: &'a RunReport,
+        target: &Path,
+        git: Option<&crate::store::GitInfo>,
+        sarif: Option<&Path>,
+    ) -> Self {
         ReportInput {
-            git: GitFacts::discover(target),
+            git: git.map(GitFacts::of),
+            accepted_risk: AcceptedRisk::from_suppressions(
+                run.suppressions.report(&run.suites).as_ref(),
+            ),
+            comparison: Changes::from_baseline(run)
+                .map_or(Comparison::NoStore, Comparison::Against),
             command_line: shell_command(std::env::args()),
             sarif_path: sarif.map(|p| p.display().to_string()),
-            report_url: std::env::var("PHALANX_REPORT_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty()),
+            report_url: report_url_from_env(),
             ..ReportInput::new(run, target.display().to_string())
+        }
+    }
+
+    /// Adds what the store says around the run. A `--baseline` comparison, made during
+    /// the run, is kept: the store's previous run is only the fallback.
+    pub fn with_history(mut self, history: super::from_store::RunHistory) -> Self {
+        if !matches!(self.comparison, Comparison::Against(_)) {
+            self.comparison = history.comparison;
+        }
+        self.trend = history.trend;
+        self
+    }
+}
+
+/// `PHALANX_REPORT_URL`, where `report.html` will be published, when set.
+pub fn report_url_from_env() -> Option<String> {
+    std::env::var("PHALANX_REPORT_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// Where a report's run comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// The run this process made: everything about it is known.
+    ThisRun,
+    /// Rebuilt from the run store (`phalanx report`), which keeps less than a run has.
+    Stored,
+}
+
+impl Provenance {
+    /// What the pages cannot show, said under what was scanned.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Provenance::ThisRun => None,
+            Provenance::Stored => Some(
+                "Rebuilt from the run store, which keeps suites, causes and findings but not \
+                 the tools' captured output, logs, JUnit test counts, SARIF snippets, rule \
+                 descriptions, retried attempts or the suppressions file's entries.",
+            ),
         }
     }
 }
@@ -78,37 +129,6 @@ pub struct GitFacts {
     pub branch: Option<String>,
     /// Uncommitted changes to tracked files; `None` when git could not tell.
     pub dirty: Option<bool>,
-}
-
-impl GitFacts {
-    /// Asks git about `dir`; `None` when it is not in a work tree or git is missing.
-    ///
-    /// The target may be someone else's repository, so options that make git run
-    /// programs the repository names (fsmonitor) are switched off, and no lock is taken.
-    pub fn discover(dir: &Path) -> Option<GitFacts> {
-        let git = |args: &[&str]| -> Option<String> {
-            let out = Command::new("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["--no-optional-locks", "-c", "core.fsmonitor=false"])
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        let commit = git(&["rev-parse", "HEAD"])?;
-        let branch = git(&["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|b| !b.is_empty());
-        let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
-        Some(GitFacts {
-            commit,
-            branch,
-            dirty,
-        })
-    }
 }
 
 /// New, fixed and unchanged findings against a baseline.

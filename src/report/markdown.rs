@@ -46,6 +46,7 @@ pub fn markdown_report(input: &ReportInput) -> String {
     changes(&mut out, input);
     not_run(&mut out, run);
     suppressions(&mut out, input);
+    trend(&mut out, input);
     let _ = writeln!(
         out,
         "\n<sub>Phalanx {} · run {}</sub>",
@@ -96,6 +97,9 @@ fn verdict(out: &mut String, input: &ReportInput) {
         super::summary::human_duration(took)
     ));
     let _ = writeln!(out, "{}\n", facts.join(" · "));
+    if let Some(note) = input.provenance.note() {
+        let _ = writeln!(out, "_{}_\n", md(note, 400));
+    }
     if let Some(url) = input.report_url.as_deref().and_then(safe_url) {
         let _ = writeln!(out, "[Full report (HTML)]({url})\n");
     }
@@ -330,6 +334,29 @@ fn not_run(out: &mut String, run: &RunReport) {
         let _ = writeln!(out, "- … and {} more", all - listed);
     }
     out.push('\n');
+}
+
+/// One line per measure, oldest to newest: the charts are in the HTML.
+fn trend(out: &mut String, input: &ReportInput) {
+    let Some(points) = input.trend.points(input.run) else {
+        return;
+    };
+    let findings: Vec<String> = points
+        .iter()
+        .map(|p| p.counts.total().to_string())
+        .collect();
+    let failing: Vec<String> = points
+        .iter()
+        .map(|p| p.suites_failing.to_string())
+        .collect();
+    let _ = writeln!(
+        out,
+        "**Trend** (last {} {}, oldest first): findings {} · suites not passing {}\n",
+        points.len(),
+        if points.len() == 1 { "run" } else { "runs" },
+        findings.join(" → "),
+        failing.join(" → ")
+    );
 }
 
 fn suppressions(out: &mut String, input: &ReportInput) {

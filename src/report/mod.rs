@@ -7,6 +7,7 @@
 //! interrupted by Ctrl-C half-way through writing it, never sees a truncated file.
 
 pub mod escape;
+pub mod from_store;
 mod groups;
 pub mod html;
 pub mod input;

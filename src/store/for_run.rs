@@ -67,6 +67,11 @@ impl RunRecorder {
         }
     }
 
+    /// The open store, for reading this run's history back after it is recorded.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
     /// Records the finished run and applies retention. Returns a warning line when the
     /// run could not be recorded or old runs could not be pruned.
     pub fn record(&mut self, report: &RunReport, facts: &RunFacts) -> Option<String> {

@@ -23,6 +23,7 @@ mod findings_sarif;
 mod perf_schedule;
 mod report_browser;
 mod report_golden;
+mod report_history;
 mod report_junit_schema;
 mod report_large;
 mod report_pages;

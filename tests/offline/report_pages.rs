@@ -171,7 +171,7 @@ fn missing_store_and_suppressions_are_said_plainly() {
     }
     // The in-source suppression is shown with its justification.
     assert!(
-        text.contains("Suppressed in source by the tools (1)"),
+        text.contains("Suppressed findings, in source or by the suppressions file (1)"),
         "{text}"
     );
     assert!(text.contains("checksum only, not a password"), "{text}");
