@@ -32,6 +32,7 @@ mod hostile_secrets;
 mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
+mod phalanx_image;
 mod remote_engine;
 mod run_docker;
 mod store;
