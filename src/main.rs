@@ -157,7 +157,7 @@ struct ImagesArgs {
     /// Build Phalanx's own image instead (docker/phalanx/Dockerfile), holding this
     /// statically linked binary and the current directory's suites/ and docker/: run it
     /// from a checkout; scripts/phalanx-image builds the binary and then this.
-    #[arg(long = "self", conflicts_with_all = ["names", "tags"])]
+    #[arg(long = "self", conflicts_with_all = ["names", "tags", "dir"])]
     self_image: bool,
     /// The tag of the image --self builds [default: phalanx/phalanx:<this version>].
     #[arg(long, value_name = "NAME:TAG", requires = "self_image")]
@@ -506,8 +506,10 @@ async fn build_self_image(project: &ProjectConfig, args: ImagesArgs) -> Result<E
     let binary = std::env::current_exe()
         .map_err(|e| Failure::Infra(format!("cannot find this executable: {e}")))?;
     let image = args.image.unwrap_or_else(self_image::default_image);
-    let staged = self_image::stage(Path::new("."), &binary, &image)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let checkout = std::env::current_dir()
+        .map_err(|e| Failure::Infra(format!("cannot read the current directory: {e}")))?;
+    let staged =
+        self_image::stage(&checkout, &binary, &image).map_err(|e| Failure::Usage(e.to_string()))?;
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
     let jobs = [staged.job.clone()];
