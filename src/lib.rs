@@ -30,6 +30,7 @@ pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod self_image;
 pub mod stop;
 pub mod store;
 pub mod target;

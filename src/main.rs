@@ -29,6 +29,7 @@ use phalanx::report::{
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
+use phalanx::self_image;
 use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, QueryError, RunFilter, Store, StoreSettings};
 use phalanx::target::{TargetMode, TargetRequest};
@@ -181,6 +182,14 @@ struct ImagesArgs {
     /// Image builds at once [default: from phalanx.toml, else 4].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     image_jobs: Option<u32>,
+    /// Build Phalanx's own image instead (docker/phalanx/Dockerfile), holding this
+    /// statically linked binary and the current directory's suites/ and docker/: run it
+    /// from a checkout; scripts/phalanx-image builds the binary and then this.
+    #[arg(long = "self", conflicts_with_all = ["names", "tags", "dir"])]
+    self_image: bool,
+    /// The tag of the image --self builds [default: phalanx/phalanx:<this version>].
+    #[arg(long, value_name = "NAME:TAG", requires = "self_image")]
+    image: Option<String>,
 }
 
 #[derive(Args)]
@@ -497,6 +506,9 @@ fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
 
 /// `phalanx images`: exit 0 when every image is there, 3 when a build failed.
 async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitCode, Failure> {
+    if args.self_image {
+        return build_self_image(project, args).await;
+    }
     let loaded = load_suites(project, &args.suites)?;
     print_config_errors(&loaded.errors);
     let suites = plan::select(&loaded.suites, &args.names, &args.tags)
@@ -527,6 +539,30 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
         (false, false) => ExitCode::from(exit::USAGE),
         (false, true) => ExitCode::from(exit::PASSED),
     })
+}
+
+/// `phalanx images --self`: Phalanx's own image from this binary and the checkout in the
+/// current directory. Exit 0 when it is there, 3 when the build failed.
+async fn build_self_image(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitCode, Failure> {
+    let binary = std::env::current_exe()
+        .map_err(|e| Failure::Infra(format!("cannot find this executable: {e}")))?;
+    let image = args.image.unwrap_or_else(self_image::default_image);
+    let checkout = std::env::current_dir()
+        .map_err(|e| Failure::Infra(format!("cannot read the current directory: {e}")))?;
+    let staged =
+        self_image::stage(&checkout, &binary, &image).map_err(|e| Failure::Usage(e.to_string()))?;
+    let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
+    let engine = connect().await?;
+    let jobs = [staged.job.clone()];
+    // One image: a single build slot.
+    let done =
+        images::build_all(Arc::new(engine), &jobs, &reports, 1, &mut std::io::stdout()).await;
+    let failed = images::tally(&done)["failed"] > 0;
+    Ok(ExitCode::from(if failed {
+        exit::INFRA
+    } else {
+        exit::PASSED
+    }))
 }
 
 async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {

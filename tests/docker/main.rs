@@ -33,6 +33,7 @@ mod hostile_secrets;
 mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
+mod phalanx_image;
 mod remote_engine;
 mod report_history;
 mod run_docker;

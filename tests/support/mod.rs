@@ -92,7 +92,7 @@ pub async fn build_probe() -> PathBuf {
 
 /// The main crate's target directory, found from this test binary (`<target>/debug/deps/…`),
 /// which is right whatever CARGO_TARGET_DIR or `--target` said.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current test binary");
     exe.ancestors()
         .nth(3)
