@@ -11,31 +11,6 @@ use crate::support;
 use serde_json::Value;
 use support::{Workspace, probe_image, unique};
 
-/// Bandit's fixture, changed by `edit`, as a suite whose container writes it and exits 1.
-fn bandit_suite(image: &str, edit: impl FnOnce(&mut Vec<Value>)) -> String {
-    let text = runs::read(&findings_common::fixtures().join("sarif/bandit.sarif"));
-    let mut log: Value = serde_json::from_str(&text).unwrap();
-    let results = log["runs"][0]["results"].as_array_mut().unwrap();
-    edit(results);
-    let command: Vec<toml::Value> = [
-        "/probe",
-        "write",
-        "/results/bandit.sarif",
-        &log.to_string(),
-        "--",
-        "exit",
-        "1",
-    ]
-    .into_iter()
-    .map(|s| toml::Value::String(s.into()))
-    .collect();
-    format!(
-        "image = {}\ncommand = {}\n[results]\nformat = \"sarif\"\npath = \"/results/bandit.sarif\"\nok_exit_codes = [0, 1]\n",
-        toml::Value::String(image.into()),
-        toml::Value::Array(command)
-    )
-}
-
 fn result_of<'a>(results: &'a mut [Value], rule: &str) -> &'a mut Value {
     results.iter_mut().find(|r| r["ruleId"] == rule).unwrap()
 }
@@ -139,7 +114,7 @@ async fn gate_new_fails_only_on_new_findings_and_lists_fixed_ones() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let suite = unique("bandit");
-    ws.suite(&suite, &bandit_suite(&image, |_| {}));
+    ws.suite(&suite, &findings_common::probe_bandit_suite(&image, |_| {}));
 
     // The first run: no baseline, B602 is high and fails it. Its reports are the baseline.
     let first = run(&ws, &[]).await;
@@ -157,7 +132,10 @@ async fn gate_new_fails_only_on_new_findings_and_lists_fixed_ones() {
     // One flaw added, one moved down ten lines, one file renamed: exactly the added high
     // finding fails; the moved one is unchanged; the renamed one is new (the path is part
     // of the fingerprint) but low, and its old self is absent.
-    ws.suite(&suite, &bandit_suite(&image, moved_renamed_and_added));
+    ws.suite(
+        &suite,
+        &findings_common::probe_bandit_suite(&image, moved_renamed_and_added),
+    );
     let second = run(&ws, &["--baseline", "base/results.sarif", "--gate", "new"]).await;
     assert_eq!(second.code, 1, "{}", second.stderr);
     let reason = second.reason(&suite);
@@ -210,7 +188,7 @@ async fn gate_new_fails_only_on_new_findings_and_lists_fixed_ones() {
     // B602 fixed, against the first run's run.json: reported absent, and the run passes.
     ws.suite(
         &suite,
-        &bandit_suite(&image, |r| r.retain(|r| r["ruleId"] != "B602")),
+        &findings_common::probe_bandit_suite(&image, |r| r.retain(|r| r["ruleId"] != "B602")),
     );
     let third = run(&ws, &["--baseline", "base/run.json", "--gate", "new"]).await;
     assert_eq!(third.code, 0, "{}\n{}", third.stdout, third.stderr);
@@ -233,7 +211,7 @@ async fn gate_new_fails_only_on_new_findings_and_lists_fixed_ones() {
 
     // Nothing changed, gate new from phalanx.toml: B602 is high but in the baseline, so
     // the run passes, and its JUnit case says why.
-    ws.suite(&suite, &bandit_suite(&image, |_| {}));
+    ws.suite(&suite, &findings_common::probe_bandit_suite(&image, |_| {}));
     ws.project("gate = \"new\"\n");
     let fourth = run(&ws, &["--baseline", "base/results.sarif"]).await;
     assert_eq!(fourth.code, 0, "{}\n{}", fourth.stdout, fourth.stderr);
@@ -296,7 +274,7 @@ async fn a_baseline_from_the_run_store_gates_on_what_is_new_since_that_run() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let suite = unique("bandit");
-    ws.suite(&suite, &bandit_suite(&image, |_| {}));
+    ws.suite(&suite, &findings_common::probe_bandit_suite(&image, |_| {}));
 
     // The first run is recorded in the workspace's store (.phalanx/phalanx.db).
     let first = run(&ws, &[]).await;
@@ -304,7 +282,10 @@ async fn a_baseline_from_the_run_store_gates_on_what_is_new_since_that_run() {
 
     // Against `last` (the first run, looked up before this one is recorded), only the
     // added flaw is new; the moved one is unchanged and the renamed one new but low.
-    ws.suite(&suite, &bandit_suite(&image, moved_renamed_and_added));
+    ws.suite(
+        &suite,
+        &findings_common::probe_bandit_suite(&image, moved_renamed_and_added),
+    );
     let second = run(&ws, &["--baseline", "last", "--gate", "new"]).await;
     assert_eq!(second.code, 1, "{}", second.stderr);
     let baseline = &second.json["baseline"];

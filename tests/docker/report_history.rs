@@ -14,30 +14,6 @@ use support::{Workspace, probe_image, unique};
 
 const TODAY: &str = "2026-05-01";
 
-/// A suite whose container writes the Bandit fixture, changed by `edit`, and exits 1.
-fn bandit_suite(image: &str, edit: impl FnOnce(&mut Vec<Value>)) -> String {
-    let text = runs::read(&findings_common::fixtures().join("sarif/bandit.sarif"));
-    let mut log: Value = serde_json::from_str(&text).unwrap();
-    edit(log["runs"][0]["results"].as_array_mut().unwrap());
-    let command: Vec<toml::Value> = [
-        "/probe",
-        "write",
-        "/results/bandit.sarif",
-        &log.to_string(),
-        "--",
-        "exit",
-        "1",
-    ]
-    .into_iter()
-    .map(|s| toml::Value::String(s.into()))
-    .collect();
-    format!(
-        "image = {}\ncommand = {}\n[results]\nformat = \"sarif\"\npath = \"/results/bandit.sarif\"\nok_exit_codes = [0, 1]\n",
-        toml::Value::String(image.into()),
-        toml::Value::Array(command)
-    )
-}
-
 /// A second B602, in a file of its own: a new fingerprint.
 fn add_flaw(results: &mut Vec<Value>) {
     let mut added = results
@@ -78,7 +54,7 @@ async fn the_second_run_shows_what_is_new_the_trend_and_accepted_risk() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let name = unique("bandit");
-    ws.suite(&name, &bandit_suite(&image, |_| {}));
+    ws.suite(&name, &findings_common::probe_bandit_suite(&image, |_| {}));
     let risk = format!(
         "[[suppress]]\nsuite = \"{name}\"\nrule = \"B105\"\nreason = \"test fixture password\"\nowner = \"appsec@example.com\"\nexpires = 2026-05-06\nticket = \"SEC-7\"\n"
     );
@@ -92,7 +68,10 @@ async fn the_second_run_shows_what_is_new_the_trend_and_accepted_risk() {
         "{first_md}"
     );
 
-    ws.suite(&name, &bandit_suite(&image, add_flaw));
+    ws.suite(
+        &name,
+        &findings_common::probe_bandit_suite(&image, add_flaw),
+    );
     let second = run(&ws).await;
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(!second.stderr.contains("warning"), "{}", second.stderr);

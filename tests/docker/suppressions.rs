@@ -12,29 +12,6 @@ use support::{Workspace, probe_image, unique};
 
 const TODAY: &str = "2026-05-01";
 
-/// A suite whose container writes the Bandit fixture and exits 1, as Bandit does on findings.
-fn bandit_suite(image: &str) -> String {
-    let text = runs::read(&findings_common::fixtures().join("sarif/bandit.sarif"));
-    let text = serde_json::from_str::<Value>(&text).unwrap().to_string();
-    let command: Vec<toml::Value> = [
-        "/probe",
-        "write",
-        "/results/bandit.sarif",
-        &text,
-        "--",
-        "exit",
-        "1",
-    ]
-    .into_iter()
-    .map(|s| toml::Value::String(s.into()))
-    .collect();
-    format!(
-        "image = {}\ncommand = {}\n[results]\nformat = \"sarif\"\npath = \"/results/bandit.sarif\"\nok_exit_codes = [0, 1]\n",
-        toml::Value::String(image.into()),
-        toml::Value::Array(command)
-    )
-}
-
 fn entry(suite: &str, rule: &str, expires: &str) -> String {
     format!(
         "[[suppress]]\nsuite = \"{suite}\"\nrule = \"{rule}\"\nreason = \"accepted for {suite}\"\nowner = \"appsec@example.com\"\nexpires = {expires}\nticket = \"SEC-1\"\n\n"
@@ -86,8 +63,14 @@ async fn suppressions_accept_expire_go_stale_and_can_be_added_from_a_report() {
     let image = probe_image().await;
     let ws = Workspace::new();
     let (accepted, expired) = (unique("accepted"), unique("expired"));
-    ws.suite(&accepted, &bandit_suite(&image));
-    ws.suite(&expired, &bandit_suite(&image));
+    ws.suite(
+        &accepted,
+        &findings_common::probe_bandit_suite(&image, |_| {}),
+    );
+    ws.suite(
+        &expired,
+        &findings_common::probe_bandit_suite(&image, |_| {}),
+    );
     let file = [
         entry(&accepted, "B602", "2026-05-10"), // line 1: in force, expiring in 9 days
         entry(&expired, "B602", "2026-04-30"),  // line 9: expired yesterday

@@ -30,6 +30,31 @@ pub fn shared_dir() -> PathBuf {
     }
 }
 
+/// A probe suite (tests/probe) whose container writes Bandit's SARIF fixture, changed by
+/// `edit` (the results of its one run), and exits 1 as Bandit does on findings.
+pub fn probe_bandit_suite(image: &str, edit: impl FnOnce(&mut Vec<Value>)) -> String {
+    let text = std::fs::read_to_string(fixtures().join("sarif/bandit.sarif")).unwrap();
+    let mut log: Value = serde_json::from_str(&text).unwrap();
+    edit(log["runs"][0]["results"].as_array_mut().unwrap());
+    let command: Vec<toml::Value> = [
+        "/probe",
+        "write",
+        "/results/bandit.sarif",
+        &log.to_string(),
+        "--",
+        "exit",
+        "1",
+    ]
+    .into_iter()
+    .map(|s| toml::Value::String(s.into()))
+    .collect();
+    format!(
+        "image = {}\ncommand = {}\n[results]\nformat = \"sarif\"\npath = \"/results/bandit.sarif\"\nok_exit_codes = [0, 1]\n",
+        toml::Value::String(image.into()),
+        toml::Value::Array(command)
+    )
+}
+
 /// A validator for the SARIF 2.1.0 schema, or `None` after saying why the check is
 /// skipped, so a clone without the shared folder still passes.
 pub fn sarif_validator() -> Option<jsonschema::Validator> {
