@@ -103,6 +103,21 @@ pub struct RunDetail {
     pub suites: Vec<StoredSuite>,
     /// Most severe first, then by suite, path and line.
     pub findings: Vec<StoredFinding>,
+    /// What the run was compared with (`--baseline`), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<StoredBaseline>,
+}
+
+/// A run's comparison with its baseline, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredBaseline {
+    pub source: String,
+    /// Findings the baseline held.
+    pub findings: u64,
+    pub new: u64,
+    pub unchanged: u64,
+    /// Baseline findings the run did not find (fixed).
+    pub absent: u64,
 }
 
 /// Which runs `phalanx runs` lists.
@@ -223,10 +238,24 @@ impl Store {
         findings.sort_by(|a, b| {
             (b.severity, &a.suite, &a.path, a.line).cmp(&(a.severity, &b.suite, &b.path, b.line))
         });
+        let baseline = self.first(
+            "SELECT source, findings, new, unchanged, absent FROM baselines WHERE run = ?1",
+            params![run.seq],
+            |r| {
+                Ok(StoredBaseline {
+                    source: r.get(0)?,
+                    findings: count(r, 1)?,
+                    new: count(r, 2)?,
+                    unchanged: count(r, 3)?,
+                    absent: count(r, 4)?,
+                })
+            },
+        )?;
         Ok(RunDetail {
             run,
             suites,
             findings,
+            baseline,
         })
     }
 

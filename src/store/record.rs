@@ -213,6 +213,7 @@ fn write_run(tx: &Transaction, report: &RunReport, facts: &RunFacts) -> rusqlite
         ],
     )?;
     let seq = tx.last_insert_rowid();
+    insert_baseline(tx, seq, report)?;
     let mut findings = 0;
     for (position, suite) in report.suites.iter().enumerate() {
         let id = insert_suite(tx, seq, position, &suite_row(suite))?;
@@ -275,6 +276,28 @@ fn insert_suite(
         tests.map(|t| t.skipped as i64),
     ])?;
     Ok(tx.last_insert_rowid())
+}
+
+/// What the run was compared with, when it had a baseline.
+fn insert_baseline(tx: &Transaction, seq: i64, report: &RunReport) -> rusqlite::Result<()> {
+    let Some(baseline) = &report.baseline else {
+        return Ok(());
+    };
+    let summary = baseline.report(&report.suites);
+    let count = |n: usize| n.min(i64::MAX as usize) as i64;
+    tx.execute(
+        "INSERT INTO baselines (run, source, findings, new, unchanged, absent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            summary.source,
+            count(summary.findings),
+            count(summary.counts.new),
+            count(summary.counts.unchanged),
+            count(summary.counts.absent),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Every finding of a suite through one prepared statement: the bulk of a big run's rows.

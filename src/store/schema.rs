@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this Phalanx knows.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -104,6 +104,19 @@ CREATE TABLE durations (
     updated       INTEGER NOT NULL,
     PRIMARY KEY (name, image)
 ) WITHOUT ROWID;
+";
+
+/// Version 2: what a run was compared with (`--baseline`), and how many of its findings
+/// were new, unchanged and absent, for `phalanx show`.
+const V2: &str = "
+CREATE TABLE baselines (
+    run       INTEGER PRIMARY KEY REFERENCES runs (seq) ON DELETE CASCADE,
+    source    TEXT NOT NULL,
+    findings  INTEGER NOT NULL,
+    new       INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL,
+    absent    INTEGER NOT NULL
+);
 ";
 
 /// The database's schema version, as stored.

@@ -51,6 +51,16 @@ pub fn run_detail(detail: &RunDetail) -> String {
         clean(&r.target.display().to_string()),
         clean(&git(r))
     );
+    if let Some(b) = &detail.baseline {
+        let _ = writeln!(
+            out,
+            "baseline {}: {} new, {} unchanged, {} absent (fixed)",
+            clean(&b.source),
+            b.new,
+            b.unchanged,
+            b.absent
+        );
+    }
     let selection = &r.selection;
     if !selection.suites.is_empty() || !selection.tags.is_empty() || r.partition.is_some() {
         let _ = writeln!(

@@ -313,6 +313,22 @@ async fn a_baseline_from_the_run_store_gates_on_what_is_new_since_that_run() {
         second.reason(&suite)
     );
 
+    // `phalanx show` says what the recorded run was compared with, and how it came out.
+    let show = ws
+        .phalanx(["show", second.run_id(), "--json"])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&show.stdout).expect("show --json");
+    assert_eq!(shown["baseline"]["new"], 2, "{shown}");
+    assert_eq!(shown["baseline"]["unchanged"], 1, "{shown}");
+    assert_eq!(shown["baseline"]["absent"], 1, "{shown}");
+    let text = ws.phalanx(["show", second.run_id()]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("2 new, 1 unchanged, 1 absent (fixed)"),
+        "{text}"
+    );
+
     // The same run named by a prefix of its id gives the same comparison; with nothing
     // new since the second run, the gate passes.
     let prefix = &first.run_id()[..6];
