@@ -174,7 +174,7 @@ pub async fn diagnose(options: &DoctorOptions) -> Diagnosis {
             "engine",
             Status::Fail,
             e.to_string(),
-            &engine_fix(),
+            &engine_fix(&e.to_string()),
         )),
     }
     let store = options.store.clone().unwrap_or(project.store.path);
@@ -182,8 +182,16 @@ pub async fn diagnose(options: &DoctorOptions) -> Diagnosis {
     Diagnosis { checks }
 }
 
-/// Start the engine, or (when `DOCKER_HOST` names one) point the client elsewhere.
-fn engine_fix() -> String {
+/// Start the engine, or (when `DOCKER_HOST` names one) point the client elsewhere; when
+/// the socket is there but refused this user (`error` says permission denied), join its
+/// group instead: starting the engine would not help.
+fn engine_fix(error: &str) -> String {
+    if error.to_lowercase().contains("permission denied") {
+        return "the engine's socket refuses this user: run Phalanx as a member of the \
+                socket's group (`usermod -aG docker USER`, or for Phalanx's image \
+                `docker run --group-add \"$(stat -c %g /var/run/docker.sock)\" …`)"
+            .to_string();
+    }
     let start = "start the Docker engine (`systemctl start docker`, or `dockerd &`)";
     match std::env::var("DOCKER_HOST") {
         Ok(host) if !host.is_empty() => format!(
@@ -289,7 +297,7 @@ async fn engine_checks(engine: &DockerEngine, selected: &[Suite]) -> Vec<Check> 
                 "engine",
                 Status::Fail,
                 e.to_string(),
-                &engine_fix(),
+                &engine_fix(&e.to_string()),
             )];
         }
     };
@@ -440,7 +448,12 @@ async fn base_check(engine: &DockerEngine, selected: &[Suite]) -> Check {
         Ok(Some(missing)) => {
             Check::bad("base image", Status::Fail, missing.cause(), &missing.fix())
         }
-        Err(e) => Check::bad("base image", Status::Fail, e.to_string(), &engine_fix()),
+        Err(e) => Check::bad(
+            "base image",
+            Status::Fail,
+            e.to_string(),
+            &engine_fix(&e.to_string()),
+        ),
     }
 }
 
@@ -652,6 +665,16 @@ pub fn store_check(path: &Path, opened: Option<Result<u32, String>>) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_socket_asks_for_its_group_not_for_an_engine() {
+        let refused = "cannot reach the Docker engine at unix:///var/run/docker.sock: \
+                       Permission denied (os error 13)";
+        assert!(engine_fix(refused).contains("--group-add"));
+        assert!(!engine_fix(refused).contains("start the Docker engine"));
+        let absent = "cannot reach the Docker engine at unix:///x.sock: No such file";
+        assert!(engine_fix(absent).contains("start the Docker engine"));
+    }
 
     #[test]
     fn exit_code_follows_the_worst_check() {
