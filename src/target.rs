@@ -12,16 +12,14 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::cause::Cause;
+use crate::collect::chunked::{ChunkWriter, OnChunk, blocking_stream};
 use crate::engine::orphans::{OWNER_LABEL, owner_label};
 use crate::engine::{Engine, ProbeFile, RUN_LABEL, TargetView};
 
@@ -405,24 +403,9 @@ impl CopyPlan {
         self,
         bar: Option<indicatif::ProgressBar>,
     ) -> BoxStream<'static, io::Result<Bytes>> {
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-        tokio::task::spawn_blocking(move || {
-            let errors = tx.clone();
-            let writer = ChunkWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-                bar: bar.map(Arc::new),
-            };
-            if let Err(e) = self.write(writer)
-                && e.kind() != io::ErrorKind::BrokenPipe
-            {
-                let _ = errors.blocking_send(Err(e));
-            }
-        });
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
-        .boxed()
+        let on_chunk: Option<OnChunk> =
+            bar.map(|bar| Box::new(move |n: usize| bar.inc(n as u64)) as OnChunk);
+        blocking_stream(CHUNK, on_chunk, move |writer| self.write(writer))
     }
 
     fn write(self, writer: ChunkWriter) -> io::Result<()> {
@@ -487,46 +470,13 @@ fn header(meta: &Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
     h
 }
 
+/// Chunks of the target's tar as handed to the engine.
 const CHUNK: usize = 256 * 1024;
-
-/// Hands the tar to the async side in chunks, counting file bytes for the bar as sent.
-struct ChunkWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-    bar: Option<Arc<indicatif::ProgressBar>>,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        if let Some(bar) = &self.bar {
-            bar.inc(chunk.len() as u64);
-        }
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
     use crate::engine::memory::MemoryEngine;
 

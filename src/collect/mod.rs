@@ -7,6 +7,7 @@
 //! destination.
 
 mod capture;
+pub mod chunked;
 mod extract;
 pub mod pump;
 

@@ -21,8 +21,8 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::mpsc;
 
+use crate::collect::chunked::{ChunkWriter, blocking_stream};
 use crate::engine::{EngineError, RESULTS_DIR};
 
 /// What reading `path` locally gives.
@@ -96,58 +96,14 @@ fn stream(
     name: PathBuf,
     meta: Metadata,
 ) -> BoxStream<'static, Result<Bytes, EngineError>> {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, EngineError>>(8);
-    tokio::task::spawn_blocking(move || {
-        let errors = tx.clone();
-        let writer = ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = write_tar(writer, &host, &name, meta) {
-            // A reader that went away is not an error; anything else ends the stream.
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                let _ = errors.blocking_send(Err(EngineError::api("result copy", e)));
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    blocking_stream(CHUNK, None, move |writer| {
+        write_tar(writer, &host, &name, meta)
     })
+    .map(|chunk| chunk.map_err(|e| EngineError::api("result copy", e)))
     .boxed()
 }
 
 const CHUNK: usize = 64 * 1024;
-
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<Bytes, EngineError>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
 
 fn write_tar(out: ChunkWriter, host: &Path, name: &Path, meta: Metadata) -> io::Result<()> {
     let mut tar = Tarball {
