@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
+use crate::engine::Engine;
 use crate::engine::base::{self, BASE_IMAGE};
 use crate::engine::docker::{DockerEngine, EngineFacts};
 use crate::images::{self, ImageJob};
@@ -389,7 +390,7 @@ async fn image_states(engine: &DockerEngine, jobs: &[ImageJob]) -> Vec<Result<bo
     for job in jobs {
         states.push(
             engine
-                .image_present(&job.image)
+                .image_exists(&job.image)
                 .await
                 .map_err(|e| e.to_string()),
         );
@@ -552,7 +553,7 @@ async fn needing_base(
     engine: &DockerEngine,
     suites: &[Suite],
 ) -> Result<Vec<String>, crate::engine::EngineError> {
-    if engine.image_present(BASE_IMAGE).await? {
+    if engine.image_exists(BASE_IMAGE).await? {
         return Ok(Vec::new());
     }
     let mut needing = Vec::new();
@@ -562,7 +563,7 @@ async fn needing_base(
         };
         // An unreadable Dockerfile fails that suite's build by itself, with its own cause.
         if base::builds_from_base(context).unwrap_or(false)
-            && !engine.image_present(&job.image).await?
+            && !engine.image_exists(&job.image).await?
         {
             needing.extend(job.suites);
         }

@@ -44,9 +44,4 @@ impl DockerEngine {
             data_root: info.docker_root_dir.map(PathBuf::from),
         })
     }
-
-    /// Whether `image` exists on the engine (never pulled: no registry is used).
-    pub async fn image_present(&self, image: &str) -> Result<bool, EngineError> {
-        Ok(self.inspect_image(image).await?.is_some())
-    }
 }
