@@ -26,9 +26,6 @@ const IMAGES_WARN_BYTES: u64 = 10 << 30;
 const REPORTS_FAIL_BYTES: u64 = 64 << 20;
 const REPORTS_WARN_BYTES: u64 = 1 << 30;
 
-/// Where the run store lives (module `phalanx::store`), relative to the project.
-pub const STORE_PATH: &str = ".phalanx/phalanx.db";
-
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -730,7 +727,7 @@ mod tests {
 
     #[test]
     fn a_broken_store_warns_with_the_move_aside_command() {
-        let path = Path::new(STORE_PATH);
+        let path = Path::new(crate::store::DEFAULT_PATH);
         assert_eq!(store_check(path, None).status, Status::Ok);
         assert_eq!(store_check(path, Some(Ok(3))).status, Status::Ok);
         let broken = store_check(path, Some(Err("file is not a database".into())));
