@@ -13,6 +13,7 @@ mod project_file;
 mod suggest;
 mod suite_file;
 pub mod suppressions;
+mod tokens;
 pub mod units;
 mod values;
 
@@ -182,6 +183,8 @@ pub struct ProjectConfig {
     pub target_mode: crate::target::TargetMode,
     /// Most bytes of file content a copied target may hold (`target_max_size`).
     pub target_max_size: u64,
+    /// `[[tokens]]`: who may use `phalanx serve`'s API (only hashes are kept).
+    pub tokens: Vec<crate::access::TokenSpec>,
 }
 
 impl Default for ProjectConfig {
@@ -199,6 +202,7 @@ impl Default for ProjectConfig {
             store: crate::store::StoreSettings::default(),
             target_mode: crate::target::TargetMode::default(),
             target_max_size: crate::target::DEFAULT_MAX_SIZE,
+            tokens: Vec::new(),
         }
     }
 }
