@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this Phalanx knows.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -117,6 +117,12 @@ CREATE TABLE baselines (
     unchanged INTEGER NOT NULL,
     absent    INTEGER NOT NULL
 );
+";
+
+/// Version 3: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
+/// baseline), so the API can list a run's new findings without comparing runs again.
+const V3: &str = "
+ALTER TABLE findings ADD COLUMN baseline TEXT;
 ";
 
 /// The database's schema version, as stored.
