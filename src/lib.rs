@@ -32,6 +32,7 @@ pub mod runner;
 pub mod schedule;
 pub mod secrets;
 pub mod self_image;
+pub mod server;
 pub mod stop;
 pub mod store;
 pub mod target;

@@ -33,6 +33,9 @@ use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, QueryError, Store, StoreSettings};
 use phalanx::target::{TargetMode, TargetRequest};
 
+/// `phalanx serve` and `phalanx token new` (the server is `phalanx::server`).
+#[path = "cli/serve.rs"]
+mod serve;
 /// `phalanx runs | show | diff | report | prune`: reading the run store back.
 #[path = "cli/stored.rs"]
 mod stored;
@@ -133,6 +136,14 @@ enum Command {
         store: StoreArg,
         #[arg(long, value_name = "N")]
         keep: usize,
+    },
+    /// Serve the API (trigger and read scans of the [projects.NAME] of phalanx.toml, live
+    /// events, metrics) and the dashboard, until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// API tokens for `phalanx serve`.
+    Token {
+        #[command(subcommand)]
+        command: serve::TokenCommand,
     },
 }
 
@@ -396,6 +407,8 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => stored::diff(&project, &store, base, head, json, fail_on_new),
         Command::Report(args) => stored::report(&project, args),
         Command::Prune { store, keep } => stored::prune(&project, &store, keep),
+        Command::Serve(args) => serve::serve(project, args).await,
+        Command::Token { command } => serve::token(&project, command),
     }
 }
 

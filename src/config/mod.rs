@@ -57,7 +57,7 @@ pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use project_file::{load_project, parse_project};
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
 pub use suppressions::SuppressionSettings;
-pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
+pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY, check_name};
 
 pub(crate) use suggest::closest;
 
