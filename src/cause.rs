@@ -282,6 +282,12 @@ impl fmt::Display for Cause {
             Cause::NotStarted {
                 reason: StopReason::Interrupted { signal },
             } => write!(f, "not started: the run was interrupted by {signal}"),
+            Cause::Stopped {
+                reason: StopReason::Cancelled { by },
+            } => write!(f, "cancelled: the run was cancelled by {by}"),
+            Cause::NotStarted {
+                reason: StopReason::Cancelled { by },
+            } => write!(f, "not started: the run was cancelled by {by}"),
             Cause::ExitCode { code, expected } => {
                 write!(f, "exit code {code} (expected {})", code_list(expected))
             }

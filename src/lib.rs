@@ -4,7 +4,8 @@
 //! `config` → `plan` → `schedule` → `engine` → `collect` → `findings` → `report`,
 //! with `event` carrying what happens, numbered and in order, to its subscribers:
 //! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
-//! for the report writers. What ended a suite badly is a typed `cause::Cause`; why a run
+//! for the report writers. `launch` takes one run from its plan to its reports and its
+//! record, for `phalanx run` and `phalanx serve` alike. What ended a suite badly is a typed `cause::Cause`; why a run
 //! stops early is a `stop::StopReason`.
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod exit;
 pub mod findings;
 pub mod history;
 pub mod images;
+pub mod launch;
 pub mod outcome;
 pub mod plan;
 pub mod progress;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use phalanx::cause::Cause;
-use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, Suite};
+use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, ProjectSpec, Suite};
 use phalanx::engine::Engine;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::event::{Event, Subscriber};
@@ -18,20 +18,18 @@ use phalanx::exit;
 use phalanx::findings::{Gate, Severity};
 use phalanx::history;
 use phalanx::images;
-use phalanx::outcome::{InvalidSuite, RunReport};
+use phalanx::launch::select::{Selected, Wanted};
+use phalanx::launch::{self, Finished, Followers, Launch, Note, ReportPaths};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
-use phalanx::report::from_store::RunHistory;
-use phalanx::report::{
-    ReportError, ReportInput, json, junit, sarif, summary, write_html, write_markdown,
-};
+use phalanx::report::summary;
 use phalanx::run::{self, RunPlan};
 use phalanx::runner::RunContext;
 use phalanx::schedule::ScheduleOptions;
 use phalanx::self_image;
 use phalanx::stop::{Signal, StopReason, StopSignal};
-use phalanx::store::{self, QueryError, Store, StoreSettings};
-use phalanx::target::{TargetMode, TargetRequest};
+use phalanx::store::{self, Store, StoreSettings};
+use phalanx::target::TargetMode;
 
 /// `phalanx serve` and `phalanx token new` (the server is `phalanx::server`).
 #[path = "cli/serve.rs"]
@@ -236,9 +234,14 @@ struct RunArgs {
     /// Run the suites carrying this tag (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
-    /// What the suites inspect, mounted read-only at /target.
-    #[arg(long, value_name = "PATH", default_value = ".")]
-    target: PathBuf,
+    /// What the suites inspect, mounted read-only at /target [default: .].
+    #[arg(long, value_name = "PATH")]
+    target: Option<PathBuf>,
+    /// Run the project `[projects.NAME]` of phalanx.toml with its settings: its target,
+    /// suites, default selection, fail_on, gate, suppressions, baseline and limits (as
+    /// `phalanx serve` runs it). Flags given as well override its defaults.
+    #[arg(long, value_name = "NAME")]
+    project: Option<String>,
     /// How suites see the target: `bind` mounts this directory (the engine must share this
     /// filesystem), `copy` sends it once into a volume through the engine's API, `auto`
     /// binds only when a probe shows the engine sees the same files [default: from
@@ -582,7 +585,7 @@ async fn build_self_image(project: &ProjectConfig, args: ImagesArgs) -> Result<E
 
 async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
     let engine = connect().await?;
-    remove_orphans(&engine).await;
+    launch::remove_orphans(&engine, &|note| eprintln!("{note}")).await;
     let removed = engine
         .remove_labelled(run_id)
         .await
@@ -593,103 +596,87 @@ async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes what killed Phalanx processes left on the engine (never a live run's objects)
-/// and says how many containers that was; a failure only warns.
-async fn remove_orphans(engine: &DockerEngine) {
-    match engine.remove_orphans().await {
-        Ok(0) => {}
-        Ok(n) => eprintln!(
-            "phalanx: removed {n} container(s) left by earlier Phalanx runs that were killed"
-        ),
-        Err(e) => eprintln!("phalanx: warning: could not look for leftovers of killed runs: {e}"),
-    }
-}
-
 async fn connect() -> Result<DockerEngine, Failure> {
     DockerEngine::connect()
         .await
         .map_err(|error| Failure::Infra(Cause::NoEngine { error }.to_string()))
 }
 
-/// The engine, once what every suite needs is known to be there (`doctor::preflight`):
-/// no engine or a missing prerequisite fails the whole run before any suite starts.
-async fn connect_for_run(suites: &[Suite], reports: &Path) -> Result<DockerEngine, Cause> {
-    let engine = DockerEngine::connect()
-        .await
-        .map_err(|error| Cause::NoEngine { error })?;
-    match phalanx::doctor::preflight(&engine, suites, reports).await {
-        Ok(()) => Ok(engine),
-        Err(missing) => Err(Cause::PrerequisiteMissing {
-            missing: missing.cause(),
-            fix: missing.fix(),
-        }),
-    }
-}
-
-/// Where the run's report files go.
-struct ReportPaths {
-    dir: PathBuf,
-    junit: PathBuf,
-    json: PathBuf,
-    sarif: PathBuf,
-    /// `None` when turned off (`--no-html`, `--no-markdown`).
-    html: Option<PathBuf>,
-    markdown: Option<PathBuf>,
-    target: PathBuf,
-}
-
-async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
-    let loaded = load_suites(project, &args.suites)?;
-    let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
-    let (mut suites, invalid_suites) = shard(suites, invalid_suites, args.partition);
-    if let Some(fail_on) = args.fail_on {
-        for suite in &mut suites {
-            suite.results.fail_on = fail_on;
-        }
-    }
-    if let Some(gate) = args.gate {
-        for suite in &mut suites {
-            suite.results.gate = gate;
-        }
+async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
+    let project = args
+        .project
+        .as_deref()
+        .map(|name| find_project(config, name, &args))
+        .transpose()?;
+    let suites_dir = match (project, &args.suites.dir) {
+        (Some(project), _) => project.suites_dir.clone(),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => config.suites_dir.clone(),
+    };
+    let loaded =
+        config::load_suites(&suites_dir, config).map_err(|e| Failure::Usage(e.to_string()))?;
+    print_config_errors(&loaded.errors);
+    let wanted = Wanted {
+        names: args.names.clone(),
+        tags: args.tags.clone(),
+        partition: args.partition,
+        fail_on: args.fail_on,
+        gate: args.gate,
+    };
+    let wanted = match project {
+        Some(project) => wanted.over_project(project),
+        None => wanted,
+    };
+    let Selected {
+        suites,
+        invalid: invalid_suites,
+    } = launch::select::select(&loaded, &wanted, project)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(partition) = args.partition
+        && suites.is_empty()
+        && invalid_suites.is_empty()
+    {
+        eprintln!("note: shard {partition} holds none of the selected suites; nothing to run");
     }
     phalanx::secrets::protect(&suites);
-    let target = absolute_target(&args.target)
-        .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
-    let baseline = match args.baseline.as_deref() {
+    let target_arg = match project {
+        Some(project) => project.target.clone(),
+        None => args.target.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let target = absolute_target(&target_arg)
+        .map_err(|e| Failure::Usage(format!("--target {}: {e}", target_arg.display())))?;
+    let baseline_ref = args
+        .baseline
+        .clone()
+        .or_else(|| project.and_then(|p| p.baseline.clone()));
+    let baseline = match baseline_ref.as_deref() {
         // Looked up in the store as it is before this run, which is recorded at its end.
         Some(_) if !args.no_store => {
-            let store = Store::open_existing(&store_settings(project, &args.store).path).ok();
-            load_baseline(args.baseline.as_deref(), &target, &suites, store.as_ref())?
+            let store = Store::open_existing(&store_settings(config, &args.store).path).ok();
+            load_baseline(baseline_ref.as_deref(), &target, &suites, store.as_ref())?
         }
         reference => load_baseline(reference, &target, &suites, None)?,
     };
+    let suppressions_file = args
+        .suppressions
+        .clone()
+        .or_else(|| project.and_then(|p| p.suppressions.clone()));
+    let project_reports = project.and_then(|p| p.reports_dir.clone());
+    let project = config;
     let dir = args
         .reports
         .clone()
+        .or(project_reports)
         .unwrap_or_else(|| project.reports_dir.clone());
-    let paths = ReportPaths {
-        junit: args.junit.clone().unwrap_or_else(|| dir.join("junit.xml")),
-        json: args.json.clone().unwrap_or_else(|| dir.join("run.json")),
-        sarif: args
-            .sarif
-            .clone()
-            .unwrap_or_else(|| dir.join("results.sarif")),
-        html: (!args.no_html).then(|| args.html.clone().unwrap_or_else(|| dir.join("report.html"))),
-        markdown: (!args.no_markdown).then(|| {
-            args.markdown
-                .clone()
-                .unwrap_or_else(|| dir.join("report.md"))
-        }),
-        target: target.clone(),
-        dir,
-    };
+    let paths = report_paths(&args, dir);
     let jobs = args
         .jobs
         .map(|j| j as usize)
         .or(project.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (mut recorder, history) = open_store(project, &args);
-    let facts = store::RunFacts::gather(&target, store::Selection::new(&args.names, &args.tags));
+    let facts =
+        store::RunFacts::gather(&target, store::Selection::new(&wanted.names, &wanted.tags));
     let run_id = run::new_run_id();
     let plan = RunPlan {
         run_id: run_id.clone(),
@@ -698,13 +685,14 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
             target,
             target_volume: None,
             reports_dir: paths.dir.clone(),
-            suppressions: suppress::load(project, args.suppressions.as_deref())?,
+            suppressions: suppress::load(project, suppressions_file.as_deref())?,
             baseline,
         },
         options: ScheduleOptions {
             jobs,
             image_jobs: image_jobs(args.image_jobs, project),
             fail_fast: args.fail_fast,
+            shared_slots: None,
         },
         suites,
         invalid_suites,
@@ -714,83 +702,80 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
     if let Some(format) = args.dry_run {
         return Ok(dry_run(&plan, format).await);
     }
-    let subscribers = subscribers(&args, plan.suites.len());
-    let request = TargetRequest {
-        mode: args.target_mode.unwrap_or(project.target_mode),
-        target: plan.context.target.clone(),
-        reports_dir: paths.dir.clone(),
-        run_id: plan.run_id.clone(),
-        max_size: project.target_max_size,
-        show_progress: args.progress.resolve() == ProgressMode::Bar,
+    let progress_mode = args.progress.resolve();
+    let launch = Launch {
+        paths,
+        facts,
+        target_mode: args.target_mode.unwrap_or(project.target_mode),
+        target_max_size: project.target_max_size,
+        show_copy_progress: progress_mode == ProgressMode::Bar,
+        plan,
     };
-    let report = match connect_for_run(&plan.suites, &paths.dir).await {
-        Ok(engine) => {
-            remove_orphans(&engine).await;
-            let mut plan = plan;
-            let choice = match phalanx::target::prepare(&engine, &request).await {
-                Ok(choice) => choice,
-                Err(cause) => {
-                    let _ = engine.remove_labelled(Some(&plan.run_id)).await;
-                    let report = unreachable_report(plan, cause, subscribers.all());
-                    return finish_run(&args, report, &paths, &mut recorder, &facts);
-                }
-            };
-            if args.progress.resolve() == ProgressMode::Plain {
-                eprintln!("phalanx: {}", choice.line());
-            }
-            plan.context.target_volume = choice.volume.clone();
-            let mut report = execute(engine, plan, subscribers).await;
-            report.target = Some(choice);
-            if let Some(note) = phalanx::engine::lost::after_run(&mut report).await {
-                eprintln!("error: {note}");
-            }
-            report
+    let engine = launch::connect(&launch.plan.suites, &launch.paths.dir)
+        .await
+        .map(Arc::new);
+    let followers = followers(&args, launch.plan.suites.len());
+    let stop = StopSignal::default();
+    let signals = tokio::spawn(stop_on_signals(stop.clone()));
+    let say = move |note: Note| {
+        if !matches!(note, Note::Detail(_)) || progress_mode == ProgressMode::Plain {
+            eprintln!("{note}");
         }
-        // One sentence says it all; no progress lines repeating it for every suite.
-        Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
-    finish_run(&args, report, &paths, &mut recorder, &facts)
-}
-
-/// Writes the machine reports of a run that ended, records it in the store, then writes
-/// the human reports with what the store says around it. A store that fails costs only
-/// the record and the history: the reports are all written.
-fn finish_run(
-    args: &RunArgs,
-    report: RunReport,
-    paths: &ReportPaths,
-    recorder: &mut store::RunRecorder,
-    facts: &store::RunFacts,
-) -> Result<ExitCode, Failure> {
-    let machine = write_machine_reports(&report, paths);
-    if let Some(warning) = recorder.record(&report, facts) {
-        eprintln!("warning: {warning}");
-    }
-    let mut input = ReportInput::for_run(
-        &report,
-        &paths.target,
-        facts.git.as_ref(),
-        Some(&paths.sarif),
-    );
-    if let Some(store) = recorder.store() {
-        match history_of(store, &report.run_id, None) {
-            Ok(history) => input = input.with_history(history),
-            Err(e) => eprintln!("warning: {e}; the reports show no history"),
-        }
-    }
-    let human = write_human_reports(&input, paths.html.as_deref(), paths.markdown.as_deref());
-    print_summary(&report, paths, args.events_on_stdout());
-    match machine.into_iter().chain(human).find_map(Result::err) {
+    let finished = launch::run(launch, engine, followers, stop, &mut recorder, &say).await;
+    signals.abort();
+    print_summary(&finished, args.events_on_stdout());
+    match finished.write_errors.first() {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
-        None => Ok(ExitCode::from(report.exit_code())),
+        None => Ok(ExitCode::from(finished.report.exit_code())),
     }
 }
 
-/// What the store says around one of its runs, compared with `base` or the run before.
-fn history_of(store: &Store, run: &str, base: Option<&str>) -> Result<RunHistory, QueryError> {
-    let head = store.resolve(run)?;
-    let base = base.map(|b| store.resolve(b)).transpose()?;
-    Ok(RunHistory::of(store, &head, base)?)
+/// `--project NAME`'s settings. The project names its target and its suites, so a run of
+/// it cannot be pointed elsewhere: `--target` and `--suites` with it are usage errors.
+fn find_project<'a>(
+    config: &'a ProjectConfig,
+    name: &str,
+    args: &RunArgs,
+) -> Result<&'a ProjectSpec, Failure> {
+    let Some(project) = config.projects.get(name) else {
+        let known: Vec<&str> = config.projects.keys().map(String::as_str).collect();
+        return Err(Failure::Usage(match known.is_empty() {
+            true => {
+                format!("unknown project `{name}`: {PROJECT_FILE} has no [projects.NAME] table")
+            }
+            false => format!(
+                "unknown project `{name}`; {PROJECT_FILE} has {}",
+                known.join(", ")
+            ),
+        }));
+    };
+    for (given, flag) in [
+        (args.target.is_some(), "--target"),
+        (args.suites.dir.is_some(), "--suites"),
+    ] {
+        if given {
+            return Err(Failure::Usage(format!(
+                "{flag} cannot be combined with --project {name}: the project sets it in {PROJECT_FILE}"
+            )));
+        }
+    }
+    Ok(project)
+}
+
+/// Where `phalanx run`'s reports go: each file's flag, else its usual name in `dir`.
+fn report_paths(args: &RunArgs, dir: PathBuf) -> ReportPaths {
+    let usual = ReportPaths::under(dir);
+    let given = |flag: &Option<PathBuf>, usual: PathBuf| flag.clone().unwrap_or(usual);
+    ReportPaths {
+        junit: given(&args.junit, usual.junit),
+        json: given(&args.json, usual.json),
+        sarif: given(&args.sarif, usual.sarif),
+        html: (!args.no_html).then(|| given(&args.html, usual.html.unwrap_or_default())),
+        markdown: (!args.no_markdown)
+            .then(|| given(&args.markdown, usual.markdown.unwrap_or_default())),
+        dir: usual.dir,
+    }
 }
 
 /// Image builds at once: `--image-jobs`, else `image_jobs` in phalanx.toml, else the default.
@@ -868,22 +853,17 @@ fn load_baseline(
 }
 
 /// Who follows the run: the progress display, and the event log when asked for.
-struct Followers {
-    progress: Arc<Progress>,
-    log: Option<Box<dyn Subscriber>>,
-}
-
-impl Followers {
-    fn all(self) -> Vec<Box<dyn Subscriber>> {
-        let shown = self.progress;
-        let progress: Box<dyn Subscriber> = Box::new(move |event: &Event| shown.handle(event));
-        std::iter::once(progress).chain(self.log).collect()
+fn followers(args: &RunArgs, total: usize) -> Followers {
+    let progress = Arc::new(Progress::new(args.progress, total));
+    let display: Box<dyn Subscriber> = Box::new(move |event: &Event| progress.handle(event));
+    Followers {
+        always: event_log(args).into_iter().collect(),
+        display: vec![display],
     }
 }
 
-fn subscribers(args: &RunArgs, total: usize) -> Followers {
-    let progress = Arc::new(Progress::new(args.progress, total));
-    let log: Option<Box<dyn Subscriber>> = match args.events.as_deref() {
+fn event_log(args: &RunArgs) -> Option<Box<dyn Subscriber>> {
+    match args.events.as_deref() {
         None => None,
         Some(path) if path == Path::new("-") => {
             Some(Box::new(EventLog::new(std::io::stdout(), "on stdout")))
@@ -905,55 +885,7 @@ fn subscribers(args: &RunArgs, total: usize) -> Followers {
                 None
             }
         },
-    };
-    Followers { progress, log }
-}
-
-/// Splits the suites into what to run and the broken files that were asked for.
-fn select(
-    loaded: LoadedSuites,
-    names: &[String],
-    tags: &[String],
-) -> Result<(Vec<Suite>, Vec<InvalidSuite>), Failure> {
-    print_config_errors(&loaded.errors);
-    let invalid = invalid_suites(&loaded.errors, names, tags);
-    // Names of broken files are known, just not runnable: they are not "unknown suites".
-    let runnable_names: Vec<String> = names
-        .iter()
-        .filter(|n| !invalid.iter().any(|i| &i.name == *n))
-        .cloned()
-        .collect();
-    if !names.is_empty() && runnable_names.is_empty() && tags.is_empty() {
-        return Ok((Vec::new(), invalid));
     }
-    match plan::select(&loaded.suites, &runnable_names, tags) {
-        Ok(suites) => Ok((suites, invalid)),
-        Err(e) => Err(Failure::Usage(e.to_string())),
-    }
-}
-
-/// Keeps what belongs to this CI shard, broken suite files included, so that every suite
-/// is reported by exactly one shard.
-fn shard(
-    suites: Vec<Suite>,
-    invalid: Vec<InvalidSuite>,
-    partition: Option<plan::Partition>,
-) -> (Vec<Suite>, Vec<InvalidSuite>) {
-    let Some(partition) = partition else {
-        return (suites, invalid);
-    };
-    let selected = suites.len() + invalid.len();
-    let suites = partition.apply(suites);
-    let invalid: Vec<InvalidSuite> = invalid
-        .into_iter()
-        .filter(|i| partition.contains(&i.name))
-        .collect();
-    if suites.is_empty() && invalid.is_empty() {
-        eprintln!(
-            "note: shard {partition} holds none of the {selected} selected suite(s); nothing to run"
-        );
-    }
-    (suites, invalid)
 }
 
 /// The run store and the durations it expects; a store that cannot be used only costs
@@ -988,40 +920,6 @@ fn store_settings(project: &ProjectConfig, arg: &StoreArg) -> StoreSettings {
     }
 }
 
-/// The broken suite files the user asked for: all of them when nothing is selected, else
-/// those named with --suite (a broken file's tags cannot be trusted).
-fn invalid_suites(errors: &[ConfigError], names: &[String], tags: &[String]) -> Vec<InvalidSuite> {
-    let mut invalid: Vec<InvalidSuite> = Vec::new();
-    for error in errors {
-        let Some(name) = error.suite.clone() else {
-            continue;
-        };
-        let asked = (names.is_empty() && tags.is_empty()) || names.contains(&name);
-        if !asked {
-            continue;
-        }
-        match invalid.iter_mut().find(|i| i.file == error.file) {
-            Some(known) => known.errors.push(error.to_string()),
-            None => invalid.push(InvalidSuite {
-                name,
-                file: error.file.clone(),
-                errors: vec![error.to_string()],
-            }),
-        }
-    }
-    invalid
-}
-
-async fn execute(engine: DockerEngine, plan: RunPlan, followers: Followers) -> RunReport {
-    let stop = StopSignal::default();
-    let signals = tokio::spawn(stop_on_signals(stop.clone()));
-    let progress = followers.progress.clone();
-    let report = run::execute(Arc::new(engine), plan, stop, followers.all()).await;
-    signals.abort();
-    progress.finish();
-    report
-}
-
 /// The first SIGINT or SIGTERM stops the run; the reports are still written.
 async fn stop_on_signals(stop: StopSignal) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -1038,54 +936,8 @@ async fn stop_on_signals(stop: StopSignal) {
     stop.stop(StopReason::Interrupted { signal });
 }
 
-/// The report of a run that started no suite (no engine, a missing prerequisite): every
-/// suite an error naming `cause`, which is printed once, whole.
-fn unreachable_report(
-    plan: RunPlan,
-    cause: Cause,
-    subscribers: Vec<Box<dyn Subscriber>>,
-) -> RunReport {
-    eprintln!("error: {cause}");
-    let mut report = run::not_started(&plan, &cause, subscribers);
-    report.suppressions = plan.context.suppressions.clone();
-    report
-}
-
-/// Writes JUnit, SARIF and run.json, each whatever became of the others.
-fn write_machine_reports(report: &RunReport, paths: &ReportPaths) -> [Result<(), ReportError>; 3] {
-    [
-        junit::write_junit(report, &paths.junit),
-        sarif::write_sarif(report, &paths.sarif),
-        json::write_json(report, &paths.json),
-    ]
-}
-
-/// Writes report.html and report.md (either may be turned off).
-fn write_human_reports(
-    input: &ReportInput,
-    html: Option<&Path>,
-    markdown: Option<&Path>,
-) -> [Result<(), ReportError>; 2] {
-    [
-        html.map_or(Ok(()), |p| write_html(input, p)),
-        markdown.map_or(Ok(()), |p| write_markdown(input, p)),
-    ]
-}
-
-fn print_summary(report: &RunReport, paths: &ReportPaths, on_stderr: bool) {
-    let mut files = vec![
-        paths.junit.as_path(),
-        paths.sarif.as_path(),
-        paths.json.as_path(),
-    ];
-    files.extend(
-        paths
-            .html
-            .as_deref()
-            .into_iter()
-            .chain(paths.markdown.as_deref()),
-    );
-    let table = summary::summary_table(report, &files);
+fn print_summary(finished: &Finished, on_stderr: bool) {
+    let table = summary::summary_table(&finished.report, &finished.paths.files());
     if on_stderr {
         eprintln!("{table}");
     } else {

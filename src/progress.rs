@@ -85,11 +85,16 @@ impl Progress {
         }
     }
 
+    /// Shows `event`; the run's last event clears the bars, so that whatever is printed
+    /// after the run (warnings, the summary) is not drawn over.
     pub fn handle(&self, event: &Event) {
         match &self.display {
             Display::Silent => {}
             Display::Plain(plain) => lock(plain).handle(event),
             Display::Bar(bars) => bars.handle(event),
+        }
+        if matches!(event.kind, EventKind::RunFinished { .. }) {
+            self.finish();
         }
     }
 

@@ -151,6 +151,7 @@ mod tests {
                 jobs: 2,
                 image_jobs: 2,
                 fail_fast,
+                shared_slots: None,
             },
             invalid_suites: Vec::new(),
             history: Default::default(),

@@ -242,7 +242,7 @@ async fn wait_or_stop<E: Engine>(
         () = stop.stopped() => {
             let reason = stop_reason(stop);
             let grace = match reason {
-                StopReason::Interrupted { .. } => INTERRUPT_GRACE,
+                StopReason::Interrupted { .. } | StopReason::Cancelled { .. } => INTERRUPT_GRACE,
                 StopReason::FailFast { .. } => TIMEOUT_GRACE,
             };
             engine.stop(id, grace).await?;
@@ -337,7 +337,7 @@ fn stop_reason(stop: &StopSignal) -> StopReason {
 fn stopped_outcome(report: &mut SuiteReport, reason: &StopReason) {
     report.outcome = match reason {
         StopReason::FailFast { .. } => Outcome::Skipped,
-        StopReason::Interrupted { .. } => Outcome::Cancelled,
+        StopReason::Interrupted { .. } | StopReason::Cancelled { .. } => Outcome::Cancelled,
     };
     report.cause = Some(Cause::Stopped {
         reason: reason.clone(),

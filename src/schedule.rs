@@ -19,13 +19,16 @@ use crate::outcome::{Outcome, SuiteReport};
 use crate::runner::{self, RunContext};
 use crate::stop::{StopReason, StopSignal};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScheduleOptions {
     /// Weight units that may run at once (at least 1).
     pub jobs: usize,
     /// Image builds at once (at least 1), apart from `jobs`.
     pub image_jobs: usize,
     pub fail_fast: bool,
+    /// The engine's slots when several runs share them (`phalanx serve`); `None`: the run
+    /// has `jobs` slots of its own.
+    pub shared_slots: Option<Arc<Semaphore>>,
 }
 
 /// Runs `suites`; every suite's report goes out as one [`EventKind::SuiteFinished`],
@@ -41,6 +44,7 @@ pub async fn run_all<E: Engine>(
     events: EventSender,
 ) {
     let jobs = options.jobs.max(1);
+    let shared_slots = options.shared_slots.clone();
     let mut builds = Builds::start(
         engine.clone(),
         &suites,
@@ -60,7 +64,7 @@ pub async fn run_all<E: Engine>(
         stop: stop.clone(),
         events: events.clone(),
     };
-    let slots = Arc::new(Semaphore::new(jobs));
+    let slots = shared_slots.unwrap_or_else(|| Arc::new(Semaphore::new(jobs)));
     let mut queue: VecDeque<(usize, Suite)> = suites.into_iter().enumerate().collect();
     let mut lookahead = Lookahead::default();
     loop {
@@ -226,7 +230,7 @@ impl Scheduler {
             Some(reason @ StopReason::FailFast { .. }) => {
                 (Outcome::Skipped, Cause::NotStarted { reason })
             }
-            Some(reason @ StopReason::Interrupted { .. }) => {
+            Some(reason @ (StopReason::Interrupted { .. } | StopReason::Cancelled { .. })) => {
                 (Outcome::Cancelled, Cause::NotStarted { reason })
             }
             None => (Outcome::Error, Cause::internal("not started")),
@@ -264,6 +268,7 @@ mod tests {
             jobs,
             image_jobs: 2,
             fail_fast,
+            shared_slots: None,
         };
         run_with(engine, suites, options, stop, Vec::new()).await
     }
@@ -312,6 +317,7 @@ mod tests {
             jobs,
             image_jobs,
             fail_fast: false,
+            shared_slots: None,
         }
     }
 

@@ -50,6 +50,8 @@ pub enum StopReason {
     FailFast { after: String },
     /// SIGINT or SIGTERM.
     Interrupted { signal: Signal },
+    /// Someone cancelled the run (`POST /runs/{id}/cancel`); `by` names their token.
+    Cancelled { by: String },
 }
 
 impl fmt::Display for StopReason {
@@ -57,6 +59,7 @@ impl fmt::Display for StopReason {
         match self {
             StopReason::FailFast { after } => write!(f, "--fail-fast: `{after}` failed"),
             StopReason::Interrupted { signal } => write!(f, "interrupted by {signal}"),
+            StopReason::Cancelled { by } => write!(f, "cancelled by {by}"),
         }
     }
 }

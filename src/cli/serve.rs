@@ -127,13 +127,16 @@ fn scope_of(project: &ProjectConfig, names: &[String]) -> Result<Scope, Failure>
             )),
         };
     }
-    let known: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let _ = project;
+    let known: Vec<&String> = project.projects.keys().collect();
     for name in names {
-        if !known.contains(name) {
+        if !project.projects.contains_key(name) {
             let listed = match known.is_empty() {
                 true => "none".to_string(),
-                false => known.iter().cloned().collect::<Vec<_>>().join(", "),
+                false => known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             };
             return Err(Failure::Usage(format!(
                 "--project {name}: phalanx.toml has no [projects.{name}] (its projects: {listed})"

@@ -13,7 +13,8 @@ use phalanx::report::from_store;
 use phalanx::report::input::{GitFacts, Provenance, report_url_from_env};
 use phalanx::store::{self, QueryError, RunFilter, Store};
 
-use super::{Failure, ReportArgs, StoreArg, history_of, store_settings, write_human_reports};
+use super::{Failure, ReportArgs, StoreArg, store_settings};
+use phalanx::launch::{history_of, write_human_reports};
 
 pub(super) fn open_existing(project: &ProjectConfig, arg: &StoreArg) -> Result<Store, Failure> {
     Store::open_existing(&store_settings(project, arg).path).map_err(|e| query_failure(e.into()))

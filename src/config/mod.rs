@@ -10,6 +10,7 @@ mod de;
 mod error;
 mod policy;
 mod project_file;
+pub mod projects;
 mod suggest;
 mod suite_file;
 pub mod suppressions;
@@ -55,6 +56,7 @@ pub(crate) mod tests_support {
 
 pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use project_file::{load_project, parse_project};
+pub use projects::{LimitViolation, ProjectSpec};
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
 pub use suppressions::SuppressionSettings;
 pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY, check_name};
@@ -183,6 +185,8 @@ pub struct ProjectConfig {
     pub target_mode: crate::target::TargetMode,
     /// Most bytes of file content a copied target may hold (`target_max_size`).
     pub target_max_size: u64,
+    /// `[projects.NAME]`: the applications `phalanx serve` and `run --project` scan.
+    pub projects: BTreeMap<String, projects::ProjectSpec>,
     /// `[[tokens]]`: who may use `phalanx serve`'s API (only hashes are kept).
     pub tokens: Vec<crate::access::TokenSpec>,
 }
@@ -202,6 +206,7 @@ impl Default for ProjectConfig {
             store: crate::store::StoreSettings::default(),
             target_mode: crate::target::TargetMode::default(),
             target_max_size: crate::target::DEFAULT_MAX_SIZE,
+            projects: BTreeMap::new(),
             tokens: Vec::new(),
         }
     }

@@ -1,6 +1,6 @@
 //! The optional project file, `phalanx.toml`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::Path;
 
@@ -11,8 +11,9 @@ use super::SuppressionSettings;
 use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
+use super::projects::{self, RawProjectSpec};
 use super::tokens;
-use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
+use super::values::{AtLeastOne, Bounded, ByteSize, Name, PathText, Timeout};
 use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
@@ -35,6 +36,7 @@ struct RawProject {
     target_mode: Option<TargetMode>,
     target_max_size: Option<ByteSize>,
     store: Option<RawStore>,
+    projects: Option<BTreeMap<Name, RawProjectSpec>>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -116,8 +118,10 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         Some(path) => folder.join(path.0),
         None => folder.join(default),
     };
+    let suites_dir = dir(raw.suites, &defaults.suites_dir);
     ProjectConfig {
-        suites_dir: dir(raw.suites, &defaults.suites_dir),
+        projects: projects::resolve(raw.projects.unwrap_or_default(), folder, &suites_dir),
+        suites_dir,
         jobs: raw.jobs.map(|j| usize::try_from(j.0).unwrap_or(usize::MAX)),
         image_jobs: raw
             .image_jobs

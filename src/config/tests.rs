@@ -904,3 +904,56 @@ fn gate_comes_from_the_suite_then_the_project_and_defaults_to_all() {
         "{e}"
     );
 }
+
+#[test]
+fn projects_resolve_their_paths_selection_and_limits() {
+    let p = Project::new(&[]);
+    let text = r#"
+[projects.shop]
+target = "apps/shop"
+default_tags = ["sast"]
+fail_on = "critical"
+max_queued = 2
+
+[projects.shop.limits]
+allow_network = ["none"]
+max_memory = "512m"
+
+[projects.blog]
+target = "/srv/blog"
+suites = "blog-suites"
+"#;
+    let config = load_project(&p.write("phalanx.toml", text)).unwrap();
+    let names: Vec<&str> = config.projects.keys().map(String::as_str).collect();
+    assert_eq!(names, ["blog", "shop"]);
+    let shop = &config.projects["shop"];
+    assert_eq!(shop.target, p.dir.path().join("apps/shop"));
+    assert_eq!(shop.suites_dir, config.suites_dir);
+    assert_eq!(shop.default_tags, ["sast"]);
+    assert_eq!(shop.fail_on, Some(Severity::Critical));
+    assert_eq!(shop.max_queued, 2);
+    assert_eq!(shop.limits.allow_network, Some(vec![NetworkMode::None]));
+    assert_eq!(shop.limits.max_memory, Some(512 << 20));
+    let blog = &config.projects["blog"];
+    assert_eq!(blog.target, Path::new("/srv/blog"));
+    assert_eq!(blog.suites_dir, p.dir.path().join("blog-suites"));
+    assert_eq!(blog.max_queued, projects::DEFAULT_MAX_QUEUED);
+}
+
+#[test]
+fn project_table_errors_name_line_and_key() {
+    let p = Project::new(&[]);
+    let file = p.write(
+        "phalanx.toml",
+        "[projects.shop]\ntarget = \"x\"\n[projects.shop.limits]\nallow_network = [\"wide\"]\n",
+    );
+    let e = load_project(&file).unwrap_err();
+    assert_eq!(
+        (e.location.map(|l| l.line), e.key.as_deref()),
+        (Some(4), Some("projects.shop.limits.allow_network")),
+        "{e}"
+    );
+    let file = p.write("phalanx.toml", "[projects.shop]\nsuites = \"s\"\n");
+    let e = load_project(&file).unwrap_err();
+    assert!(e.to_string().contains("target"), "{e}");
+}

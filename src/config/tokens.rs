@@ -367,5 +367,15 @@ mod tests {
         assert!(e.message.contains("stands alone"), "{e}");
         let e = errors("[]").unwrap_err();
         assert!(e.message.contains("at least one project"), "{e}");
+
+        // The same through the whole file, whose [projects] tables name the projects.
+        let project = parse(&text("[\"api\"]")).unwrap();
+        assert_eq!(
+            project.tokens[0].scope,
+            Scope::Only(["api".to_string()].into())
+        );
+        assert!(project.projects.contains_key("api"));
+        let e = parse(&text("[\"ap\"]")).unwrap_err();
+        assert!(e.to_string().starts_with("/p/phalanx.toml:10:"), "{e}");
     }
 }

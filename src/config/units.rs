@@ -27,6 +27,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     scale(number, multiplier).ok_or_else(bad)
 }
 
+/// Writes `bytes` as a size `parse_size` reads back: the largest unit it is a whole
+/// multiple of (`512m`, `1g`), else bytes, quoted as in a config file.
+pub fn format_size(bytes: u64) -> String {
+    let units = [(4, 't'), (3, 'g'), (2, 'm'), (1, 'k')];
+    for (power, unit) in units {
+        let size = 1u64 << (10 * power);
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("\"{}{unit}\"", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Bytes per unit; binary because that is what Docker and the kernel mean by `m` and `g`.
 fn unit_multiplier(unit: &str) -> Option<u64> {
     let power = match unit.to_ascii_lowercase().as_str() {

@@ -64,7 +64,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// A suite name or tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Name(pub String);
 
 impl<'de> Deserialize<'de> for Name {

@@ -56,6 +56,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
             jobs,
             image_jobs: 2,
             fail_fast: false,
+            shared_slots: None,
         },
         suites,
         invalid_suites: Vec::new(),
