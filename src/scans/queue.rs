@@ -84,7 +84,7 @@ impl<T> Queue<T> {
             Some(last) => projects.iter().position(|p| p > last).unwrap_or(0),
             None => 0,
         };
-        let turn = projects[start..].iter().chain(&projects[..start]);
+        let mut turn = projects[start..].iter().chain(&projects[..start]);
         let project = turn
             .find(|p| {
                 self.waiting[*p]
