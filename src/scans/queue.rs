@@ -146,7 +146,7 @@ mod tests {
         let mut queue = Queue::default();
         queue.push(waiting("first", "shop", &["bandit", "semgrep"]));
         queue.push(waiting("second", "shop", &["semgrep"]));
-        queue.push(waiting("other", "blog", &["semgrep"]));
+        queue.push(waiting("other", "web", &["semgrep"]));
         assert_eq!(next_id(&mut queue, 10).as_deref(), Some("first"));
         // Another project's semgrep scans another target: it may run.
         assert_eq!(next_id(&mut queue, 10).as_deref(), Some("other"));
