@@ -50,7 +50,9 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Asserts an RFC 9457 problem of `status`; returns its document.
@@ -434,4 +436,51 @@ pub fn wait_finished(server: &Server, run_id: &str, who: As) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("run {run_id} did not finish");
+}
+
+/// Records a finished run of `project` straight into the workspace's store (the store
+/// the server reads), as `phalanx run` would: one Bandit suite with the fixture's two
+/// findings (B105 low, B602 high), the high one suppressed in source and the low one
+/// unchanged since a baseline. Started `start` seconds after a fixed time.
+pub fn seed_run(ws: &Workspace, project: Option<&str>, run_id: &str, start: i64) {
+    use phalanx::config::ResultFormat;
+    use phalanx::findings::{BaselineState, Severity, SuiteResults, Suppression};
+    use phalanx::store::{RunFacts, Selection, Store};
+    use std::sync::Arc;
+
+    use crate::findings_common::{fixtures, judged, run_of, suite};
+
+    let suite = suite("bandit", ResultFormat::Sarif, Severity::High);
+    let mut report = judged(&suite, &fixtures().join("sarif"), &["bandit.sarif"]);
+    if let Some(results) = report.results.as_mut() {
+        if let SuiteResults::Sarif(found) = Arc::make_mut(results) {
+            for f in &mut found.findings {
+                match f.severity {
+                    Severity::High => {
+                        f.suppression = Suppression::InSource {
+                            justification: Some("reviewed".into()),
+                        }
+                    }
+                    _ => f.baseline = Some(BaselineState::Unchanged),
+                }
+            }
+        }
+    }
+    let mut run = run_of(vec![report]);
+    run.run_id = run_id.to_string();
+    run.started_at += chrono::Duration::seconds(start);
+    run.finished_at += chrono::Duration::seconds(start);
+    let facts = RunFacts {
+        target: ws.target_dir(),
+        selection: Selection::default(),
+        git: None,
+        project: project.map(str::to_owned),
+    };
+    let mut store = Store::open(&store_path(ws)).expect("the store opens");
+    store.record(&run, &facts).expect("the run is recorded");
+}
+
+/// Where the server of a workspace keeps its store (phalanx.toml names none).
+pub fn store_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.root().join(".phalanx/phalanx.db")
 }
