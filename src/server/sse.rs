@@ -231,7 +231,7 @@ mod tests {
     async fn a_stream_follows_until_the_channel_closes_and_filters() {
         let (sender, receiver) = broadcast::channel(8);
         let stream = follow(receiver, |l: &Arc<StoredEvent>| {
-            (l.seq % 2 == 0).then(|| Item::of_run(l))
+            l.seq.is_multiple_of(2).then(|| Item::of_run(l))
         });
         for seq in 1..=4 {
             sender.send(line(seq)).unwrap();

@@ -102,7 +102,7 @@ impl Server {
     }
 
     /// The same, with more arguments for `serve` and environment for the process.
-    pub fn start_with(ws: Workspace, config: &str, env: &[(&str, &str)]) -> Server {
+    pub fn start_with(ws: Workspace, config: &str, args: &[&str]) -> Server {
         let mut tokens = HashMap::new();
         let mut text = config.to_string();
         for (who, role, scope) in [
@@ -125,14 +125,11 @@ impl Server {
             );
         }
         ws.project(&text);
-        let mut cmd = ws.phalanx(["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = ws.phalanx(["serve", "--listen", "127.0.0.1:0"].iter().chain(args));
         cmd.env_remove("PHALANX_STORE")
             .env("PHALANX_TODAY", "2026-06-01")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().expect("phalanx serve starts");
         let stdout = child.stdout.take().unwrap();
         let (base, rest) = match read_address(stdout) {
@@ -205,8 +202,8 @@ impl Server {
     }
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the server to exit; returns its exit
-    /// code and what it wrote to stderr.
-    pub fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    /// code, what it wrote to stderr, and its workspace (to start another server on).
+    pub fn stop(mut self, signal: &str) -> (Option<i32>, String, Workspace) {
         let sent = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -217,7 +214,8 @@ impl Server {
         if let Some(mut stderr) = self.child.stderr.take() {
             let _ = stderr.read_to_string(&mut err);
         }
-        (status.code(), err)
+        let ws = std::mem::take(&mut self.ws);
+        (status.code(), err, ws)
     }
 }
 
@@ -452,17 +450,17 @@ pub fn seed_run(ws: &Workspace, project: Option<&str>, run_id: &str, start: i64)
 
     let suite = suite("bandit", ResultFormat::Sarif, Severity::High);
     let mut report = judged(&suite, &fixtures().join("sarif"), &["bandit.sarif"]);
-    if let Some(results) = report.results.as_mut() {
-        if let SuiteResults::Sarif(found) = Arc::make_mut(results) {
-            for f in &mut found.findings {
-                match f.severity {
-                    Severity::High => {
-                        f.suppression = Suppression::InSource {
-                            justification: Some("reviewed".into()),
-                        }
+    if let Some(results) = report.results.as_mut()
+        && let SuiteResults::Sarif(found) = Arc::make_mut(results)
+    {
+        for f in &mut found.findings {
+            match f.severity {
+                Severity::High => {
+                    f.suppression = Suppression::InSource {
+                        justification: Some("reviewed".into()),
                     }
-                    _ => f.baseline = Some(BaselineState::Unchanged),
                 }
+                _ => f.baseline = Some(BaselineState::Unchanged),
             }
         }
     }
