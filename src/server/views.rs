@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::findings::{Severity, SeverityCounts};
+use crate::outcome::Outcome;
+use crate::store::record::outcome_from_name;
 use crate::store::live::{LiveRun, LiveState, StoredEvent};
 use crate::store::query::OutcomeCounts;
 use crate::store::{RunSummary, StoredFinding, StoredSuite};
@@ -212,19 +214,24 @@ pub struct SuiteView {
     pub blocking: Option<u64>,
 }
 
+impl From<Outcome> for SuiteState {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Passed => SuiteState::Passed,
+            Outcome::Failed => SuiteState::Failed,
+            Outcome::TimedOut => SuiteState::TimedOut,
+            Outcome::Error => SuiteState::Error,
+            Outcome::Skipped => SuiteState::Skipped,
+            Outcome::Cancelled => SuiteState::Cancelled,
+        }
+    }
+}
+
 impl From<&StoredSuite> for SuiteView {
     fn from(s: &StoredSuite) -> Self {
-        use crate::outcome::Outcome;
         SuiteView {
             name: s.name.clone(),
-            state: match s.outcome {
-                Outcome::Passed => SuiteState::Passed,
-                Outcome::Failed => SuiteState::Failed,
-                Outcome::TimedOut => SuiteState::TimedOut,
-                Outcome::Error => SuiteState::Error,
-                Outcome::Skipped => SuiteState::Skipped,
-                Outcome::Cancelled => SuiteState::Cancelled,
-            },
+            state: s.outcome.into(),
             image: Some(s.image.clone()),
             image_digest: s.image_digest.clone(),
             reason: s.reason.clone(),
@@ -543,15 +550,12 @@ impl SuiteView {
 
     /// A `suite-finished` line's facts.
     fn finish(&mut self, event: &serde_json::Value) {
-        self.state = match event["outcome"].as_str() {
-            Some("passed") => SuiteState::Passed,
-            Some("failed") => SuiteState::Failed,
-            Some("timed-out") => SuiteState::TimedOut,
-            Some("skipped") => SuiteState::Skipped,
-            Some("cancelled") => SuiteState::Cancelled,
-            // An outcome this server does not know is never shown as a pass.
-            _ => SuiteState::Error,
-        };
+        // An outcome this server does not know is never shown as a pass.
+        self.state = event["outcome"]
+            .as_str()
+            .and_then(outcome_from_name)
+            .unwrap_or(Outcome::Error)
+            .into();
         let text = |key: &str| event[key].as_str().map(str::to_owned);
         self.reason = text("reason");
         self.cause = Some(event["cause"].clone()).filter(|c| !c.is_null());
