@@ -7,6 +7,9 @@
 //! for the report writers. `launch` takes one run from its plan to its reports and its
 //! record, for `phalanx run` and `phalanx serve` alike. What ended a suite badly is a typed `cause::Cause`; why a run
 //! stops early is a `stop::StopReason`.
+//!
+//! `phalanx serve` is `server`, a thin HTTP layer over `scans` (the queue and the runs),
+//! the `store` (reads) and `access` (who may do what).
 
 pub mod access;
 pub mod builds;

@@ -52,12 +52,19 @@ impl Served {
         let entry = toml_entry("bench", Role::Admin, &Scope::All, &made.sha256);
         std::fs::write(dir.join("phalanx.toml"), format!("{projects}\n{entry}"))
             .map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("serve.log")).map_err(|e| e.to_string())?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_phalanx"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--jobs", &jobs.to_string()])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--jobs",
+                &jobs.to_string(),
+            ])
             .current_dir(dir)
             .env_remove("PHALANX_STORE")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("phalanx serve: {e}"))?;
         let stdout = child.stdout.take().expect("piped");
@@ -186,11 +193,14 @@ pub async fn server(image: &str, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// `n` finished runs of project `app`, an hour apart, recorded as `phalanx run` would.
+/// `n` finished runs of project `app`, an hour apart up to an hour ago, recorded as
+/// `phalanx run` would.
 fn seed_store(db: &Path, dir: &Path, n: usize) -> Result<()> {
     let mut store = Store::open(db).map_err(|e| e.to_string())?;
     let mut run = run_of(Vec::new());
-    let start = run.started_at;
+    // In the past, so that the runs the benchmark makes are the newest, and kept when the
+    // store prunes to its `keep_runs`.
+    let start = Utc::now() - chrono::Duration::hours(n as i64 + 1);
     let facts = RunFacts {
         project: Some("app".into()),
         target: dir.join("target"),
@@ -204,7 +214,10 @@ fn seed_store(db: &Path, dir: &Path, n: usize) -> Result<()> {
         run.finished_at = run.started_at + chrono::Duration::seconds(10);
         store.record(&run, &facts).map_err(|e| e.to_string())?;
     }
-    println!("  {n} runs recorded in {:.1} s", clock.elapsed().as_secs_f64());
+    println!(
+        "  {n} runs recorded in {:.1} s",
+        clock.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -227,7 +240,11 @@ fn runs_latency(served: &Served, n: usize) -> Result<()> {
     println!(
         "  GET /api/v1/runs (50 of them) x{n}: p50 {:.2} ms, p99 {p99:.2} ms   target p99 <= {RUNS_P99_TARGET_MS} ms: {}",
         percentile(&ms, 0.50),
-        if p99 <= RUNS_P99_TARGET_MS { "met" } else { "NOT met" }
+        if p99 <= RUNS_P99_TARGET_MS {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     Ok(())
 }
@@ -259,11 +276,15 @@ fn run_wall(served: &Served, subscribers: Option<usize>) -> Result<(f64, Vec<f64
     ready.wait();
     let triggered = served.post("/api/v1/projects/app/runs", "")?;
     let run_id = triggered["run_id"].as_str().ok_or("no run id")?.to_string();
+    let deadline = Instant::now() + Duration::from_secs(900);
     let run = loop {
         let (status, body) = served.get(&format!("/api/v1/runs/{run_id}"))?;
         let run: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
         if status == 200 && run["state"] == "finished" {
             break run;
+        }
+        if Instant::now() > deadline || run["state"] == "interrupted" {
+            return Err(format!("run {run_id} did not finish: {status} {body}"));
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -275,7 +296,10 @@ fn run_wall(served: &Served, subscribers: Option<usize>) -> Result<(f64, Vec<f64
         let of_run: Vec<_> = received.iter().filter(|(r, ..)| *r == run_id).collect();
         // Every event, in order: 1, 2, … up to run-finished's number.
         let n = of_run.len();
-        let in_order = of_run.iter().enumerate().all(|(i, (_, seq, _))| *seq == i as u64 + 1);
+        let in_order = of_run
+            .iter()
+            .enumerate()
+            .all(|(i, (_, seq, _))| *seq == i as u64 + 1);
         if !in_order || *expected.get_or_insert(n) != n {
             return Err(format!(
                 "a subscriber got {n} events of the run (in order: {in_order}), another {expected:?}"
@@ -304,7 +328,10 @@ fn subscribe(
         };
         let now = Utc::now();
         let event: Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
-        let at: DateTime<Utc> = event["at"].as_str().and_then(|t| t.parse().ok()).ok_or("no at")?;
+        let at: DateTime<Utc> = event["at"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or("no at")?;
         let delay = (now - at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
         let run = event["run_id"].as_str().unwrap_or("").to_string();
         let seq = event["seq"].as_u64().unwrap_or(0);

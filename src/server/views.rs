@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 
 use crate::findings::{Severity, SeverityCounts};
 use crate::outcome::Outcome;
-use crate::store::record::outcome_from_name;
 use crate::store::live::{LiveRun, LiveState, StoredEvent};
 use crate::store::query::OutcomeCounts;
+use crate::store::record::outcome_from_name;
 use crate::store::{RunSummary, StoredFinding, StoredSuite};
 
 /// `GET /healthz`.
