@@ -34,6 +34,7 @@ mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
 mod phalanx_image;
+mod projects;
 mod remote_engine;
 mod report_history;
 mod run_docker;
