@@ -7,6 +7,7 @@
 //! for the report writers. What ended a suite badly is a typed `cause::Cause`; why a run
 //! stops early is a `stop::StopReason`.
 
+pub mod alerts;
 pub mod builds;
 pub mod cause;
 pub mod collect;

@@ -33,6 +33,9 @@ use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, QueryError, Store, StoreSettings};
 use phalanx::target::{TargetMode, TargetRequest};
 
+/// `phalanx alerts log | test`, and the alerts of a finished run.
+#[path = "cli/alerts.rs"]
+mod alerts_cli;
 /// `phalanx runs | show | diff | report | prune`: reading the run store back.
 #[path = "cli/stored.rs"]
 mod stored;
@@ -127,6 +130,8 @@ enum Command {
     /// Write report.html and report.md of a recorded run, compared with the run before it
     /// of the same target and selection (or with --baseline), with the target's trend.
     Report(ReportArgs),
+    /// The alerts (webhooks) of phalanx.toml's [[alerts]]: what was sent, and a test message.
+    Alerts(alerts_cli::AlertsArgs),
     /// Delete all but the newest N runs from the run store, with their findings.
     Prune {
         #[command(flatten)]
@@ -396,6 +401,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => stored::diff(&project, &store, base, head, json, fail_on_new),
         Command::Report(args) => stored::report(&project, args),
         Command::Prune { store, keep } => stored::prune(&project, &store, keep),
+        Command::Alerts(args) => alerts_cli::command(&project, args).await,
     }
 }
 
@@ -640,6 +646,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         }
     }
     phalanx::secrets::protect(&suites);
+    alerts_cli::protect(project);
     let target = absolute_target(&args.target)
         .map_err(|e| Failure::Usage(format!("--target {}: {e}", args.target.display())))?;
     let baseline = match args.baseline.as_deref() {
@@ -719,7 +726,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
                 Err(cause) => {
                     let _ = engine.remove_labelled(Some(&plan.run_id)).await;
                     let report = unreachable_report(plan, cause, subscribers.all());
-                    return finish_run(&args, report, &paths, &mut recorder, &facts);
+                    return finish_run(project, &args, report, &paths, &mut recorder, &facts).await;
                 }
             };
             if args.progress.resolve() == ProgressMode::Plain {
@@ -736,13 +743,15 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         // One sentence says it all; no progress lines repeating it for every suite.
         Err(cause) => unreachable_report(plan, cause, subscribers.log.into_iter().collect()),
     };
-    finish_run(&args, report, &paths, &mut recorder, &facts)
+    finish_run(project, &args, report, &paths, &mut recorder, &facts).await
 }
 
 /// Writes the machine reports of a run that ended, records it in the store, then writes
-/// the human reports with what the store says around it. A store that fails costs only
-/// the record and the history: the reports are all written.
-fn finish_run(
+/// the human reports with what the store says around it, then sends the alerts. A store
+/// that fails costs only the record and the history: the reports are all written. The
+/// alerts never change the exit code.
+async fn finish_run(
+    project: &ProjectConfig,
     args: &RunArgs,
     report: RunReport,
     paths: &ReportPaths,
@@ -767,6 +776,7 @@ fn finish_run(
     }
     let human = write_human_reports(&input, paths.html.as_deref(), paths.markdown.as_deref());
     print_summary(&report, paths, args.events_on_stdout());
+    alerts_cli::after_run(project, &report, recorder.store(), facts).await;
     match machine.into_iter().chain(human).find_map(Result::err) {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
         None => Ok(ExitCode::from(report.exit_code())),

@@ -14,7 +14,7 @@ mod suggest;
 mod suite_file;
 pub mod suppressions;
 pub mod units;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -182,6 +182,8 @@ pub struct ProjectConfig {
     pub target_mode: crate::target::TargetMode,
     /// Most bytes of file content a copied target may hold (`target_max_size`).
     pub target_max_size: u64,
+    /// `[[alerts]]` and `alerts_deadline` (`crate::alerts`).
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Default for ProjectConfig {
@@ -199,6 +201,7 @@ impl Default for ProjectConfig {
             store: crate::store::StoreSettings::default(),
             target_mode: crate::target::TargetMode::default(),
             target_max_size: crate::target::DEFAULT_MAX_SIZE,
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::values::{AtLeastOne, Bounded, ByteSize, PathText, Timeout};
+use crate::alerts::config::{AlertSettings, RawAlerts};
 use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
@@ -33,6 +34,8 @@ struct RawProject {
     target_mode: Option<TargetMode>,
     target_max_size: Option<ByteSize>,
     store: Option<RawStore>,
+    alerts: Option<RawAlerts>,
+    alerts_deadline: Option<Timeout>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -122,5 +125,6 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         target_max_size: raw
             .target_max_size
             .map_or(defaults.target_max_size, |s| s.0),
+        alerts: AlertSettings::resolve(raw.alerts, raw.alerts_deadline),
     }
 }
