@@ -6,7 +6,7 @@
 //! like a 4xx) and no proxy from the environment is used. The HTTP client is ureq (rustls
 //! with ring), called from `spawn_blocking`; each request's timeout is the channel's
 //! `timeout` or what is left before the deadline, whichever is shorter, so no request
-//! thread outlives the deadline by more than a moment.
+//! thread outlives the deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,11 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Less time than this before the deadline is not worth a request.
-const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
+
+/// A request gives up this long before the deadline, so that its end is still reported
+/// (and recorded) in time.
+const REPORT_TIME: Duration = Duration::from_millis(100);
 
 /// What one request is made of.
 #[derive(Debug, Clone)]
@@ -188,7 +192,7 @@ pub async fn send(job: Job, index: usize, deadline: Instant, reports: UnboundedS
         if left < MIN_REQUEST_TIME {
             return end(DeliveryStatus::Abandoned);
         }
-        let timeout = job.timeout.min(left);
+        let timeout = job.timeout.min(left - REPORT_TIME);
         let started_at = Utc::now();
         let clock = Instant::now();
         let request = Arc::clone(&job);
