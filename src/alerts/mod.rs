@@ -81,6 +81,26 @@ pub struct ChannelOutcome {
     pub deadline: Duration,
 }
 
+impl ChannelOutcome {
+    /// A message to `spec` not sent yet.
+    fn pending(
+        spec: &AlertSpec,
+        summary: String,
+        delivery: Option<i64>,
+        deadline: Duration,
+    ) -> Self {
+        ChannelOutcome {
+            channel: spec.name.clone(),
+            endpoint: spec.endpoint(),
+            summary,
+            status: DeliveryStatus::Pending,
+            attempts: Vec::new(),
+            delivery,
+            deadline,
+        }
+    }
+}
+
 impl DeliveryOutcome {
     /// The channels whose message did not go out.
     pub fn undelivered(&self) -> impl Iterator<Item = &ChannelOutcome> {
@@ -248,31 +268,41 @@ fn queue(
                 }
             },
         );
-    let channel = ChannelOutcome {
-        channel: spec.name.clone(),
-        endpoint,
-        summary,
-        status: DeliveryStatus::Pending,
-        attempts: Vec::new(),
-        delivery,
-        deadline,
+    let channel = ChannelOutcome::pending(spec, summary, delivery, deadline);
+    let message = Message {
+        body,
+        key,
+        event: "digest",
+        first_attempt: 1,
     };
-    job_for(spec, body, key, "digest", 1, channel, store, outcome)
+    job_for(spec, message, channel, store, outcome)
+}
+
+/// What is sent to a channel, whatever its URL.
+struct Message {
+    body: Vec<u8>,
+    /// `X-Phalanx-Delivery`.
+    key: String,
+    /// `X-Phalanx-Event`.
+    event: &'static str,
+    first_attempt: u32,
 }
 
 /// The request for `spec`, or, when its URL or secret is missing here, the failed
 /// delivery saying so (recorded, so what it was about is owed to the next run).
-#[allow(clippy::too_many_arguments)]
 fn job_for(
     spec: &AlertSpec,
-    body: Vec<u8>,
-    key: String,
-    event: &'static str,
-    first_attempt: u32,
+    message: Message,
     mut channel: ChannelOutcome,
     store: Option<&Store>,
     outcome: &mut DeliveryOutcome,
 ) -> Option<(deliver::Job, ChannelOutcome)> {
+    let Message {
+        body,
+        key,
+        event,
+        first_attempt,
+    } = message;
     let resolved = spec
         .url()
         .and_then(|url| spec.secret().map(|secret| (url, secret)));
@@ -428,26 +458,14 @@ pub async fn retry_pending(
         let Some(spec) = channels.iter().find(|c| c.name == p.channel) else {
             continue;
         };
-        let channel = ChannelOutcome {
-            channel: spec.name.clone(),
-            endpoint: spec.endpoint(),
-            summary: p.summary,
-            status: DeliveryStatus::Pending,
-            attempts: Vec::new(),
-            delivery: Some(p.id),
-            deadline,
+        let channel = ChannelOutcome::pending(spec, p.summary, Some(p.id), deadline);
+        let message = Message {
+            body: p.body,
+            key: p.key,
+            event: if p.run_id.is_some() { "digest" } else { "test" },
+            first_attempt: p.next_attempt,
         };
-        let event = if p.run_id.is_some() { "digest" } else { "test" };
-        if let Some(job) = job_for(
-            spec,
-            p.body,
-            p.key,
-            event,
-            p.next_attempt,
-            channel,
-            Some(store),
-            &mut outcome,
-        ) {
+        if let Some(job) = job_for(spec, message, channel, Some(store), &mut outcome) {
             jobs.push(job);
         }
     }
@@ -489,16 +507,14 @@ pub async fn send_test(
             None
         }
     });
-    let channel = ChannelOutcome {
-        channel: spec.name.clone(),
-        endpoint,
-        summary,
-        status: DeliveryStatus::Pending,
-        attempts: Vec::new(),
-        delivery,
-        deadline,
+    let channel = ChannelOutcome::pending(spec, summary, delivery, deadline);
+    let message = Message {
+        body,
+        key,
+        event: "test",
+        first_attempt: 1,
     };
-    if let Some(job) = job_for(spec, body, key, "test", 1, channel, store, &mut outcome) {
+    if let Some(job) = job_for(spec, message, channel, store, &mut outcome) {
         send_all(vec![job], store, until, &mut outcome).await;
     }
     outcome

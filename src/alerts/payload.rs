@@ -37,6 +37,8 @@ pub struct AlertDocument<'a> {
     pub run: RunPart<'a>,
     pub target: TargetPart<'a>,
     pub git: Option<&'a GitInfo>,
+    /// git's branch, else the one the CI names (a detached checkout).
+    pub branch: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_findings: Option<FindingsPart<'a>>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -84,11 +86,12 @@ pub struct SuppressionsPart<'a> {
 /// The body of `digest` in `format`.
 pub fn body(format: Format, digest: &Digest, subject: &Subject) -> Vec<u8> {
     let summary = digest.summary(subject);
-    let value = match format {
-        Format::Json => serde_json::to_value(document(digest, subject, &summary)),
-        Format::Slack => Ok(slack(digest, subject, &summary)),
+    // The document is written straight from its type, so `schema` comes first.
+    let bytes = match format {
+        Format::Json => serde_json::to_vec(&document(digest, subject, &summary)),
+        Format::Slack => serde_json::to_vec(&slack(digest, subject, &summary)),
     };
-    serde_json::to_vec(&value.expect("an alert serialises")).expect("a JSON value serialises")
+    bytes.expect("an alert serialises")
 }
 
 fn document<'a>(digest: &'a Digest, subject: &'a Subject, summary: &'a str) -> AlertDocument<'a> {
@@ -115,6 +118,7 @@ fn document<'a>(digest: &'a Digest, subject: &'a Subject, summary: &'a str) -> A
             path: &subject.target,
         },
         git: subject.git.as_ref(),
+        branch: subject.branch(),
         new_findings: (!digest.new_findings.is_empty()).then(|| FindingsPart {
             total: digest.new_findings.len(),
             counts: digest.new_counts(),
@@ -171,13 +175,11 @@ fn slack_text(s: &str) -> String {
 fn slack(digest: &Digest, subject: &Subject, summary: &str) -> Value {
     let mut blocks = vec![json!({ "type": "header", "text": plain(&one_line(summary, 150)) })];
     let mut facts = vec![format!("Target: {}", subject.target.display())];
-    if let Some(git) = &subject.git {
-        if let Some(branch) = &git.branch {
-            facts.push(format!("Branch: {branch}"));
-        }
-        if let Some(commit) = &git.commit {
-            facts.push(format!("Commit: {commit}"));
-        }
+    if let Some(branch) = subject.branch() {
+        facts.push(format!("Branch: {branch}"));
+    }
+    if let Some(commit) = subject.git.as_ref().and_then(|g| g.commit.as_deref()) {
+        facts.push(format!("Commit: {commit}"));
     }
     facts.push(format!(
         "Run: {} (exit {})",

@@ -35,6 +35,9 @@ pub struct Subject {
     pub name: String,
     pub target: PathBuf,
     pub git: Option<GitInfo>,
+    /// The branch the run is on: git's, else, on a detached HEAD (as CI checkouts often
+    /// are), the one the CI says it builds ([`ci_branch`]).
+    pub branch: Option<String>,
     pub run_id: String,
     /// The run's page when a server is configured.
     pub run_url: Option<String>,
@@ -54,7 +57,7 @@ impl Subject {
     }
 
     pub fn branch(&self) -> Option<&str> {
-        self.git.as_ref().and_then(|g| g.branch.as_deref())
+        self.branch.as_deref()
     }
 }
 
@@ -477,6 +480,9 @@ pub fn subject(
         name: one_line(&name, 100),
         target: target.to_path_buf(),
         git: git.cloned(),
+        branch: git
+            .and_then(|g| g.branch.clone())
+            .or_else(|| ci_branch(|name| std::env::var(name).ok())),
         run_id: report.run_id.clone(),
         run_url: server_url.map(|u| format!("{}/runs/{}", u.trim_end_matches('/'), report.run_id)),
         started_at: report.started_at,
@@ -484,6 +490,20 @@ pub fn subject(
         exit_code: report.exit_code(),
         counts: Counts::of(report),
     }
+}
+
+/// The branch a CI job builds, from its variables (`var` reads one): GitLab's
+/// `CI_COMMIT_BRANCH` (set in branch pipelines only), GitHub's `GITHUB_REF_NAME` when
+/// `GITHUB_REF_TYPE` is `branch`, Jenkins' `BRANCH_NAME` (multibranch pipelines).
+pub fn ci_branch(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    set("CI_COMMIT_BRANCH")
+        .or_else(|| {
+            (set("GITHUB_REF_TYPE").as_deref() == Some("branch"))
+                .then(|| set("GITHUB_REF_NAME"))
+                .flatten()
+        })
+        .or_else(|| set("BRANCH_NAME"))
 }
 
 #[cfg(test)]

@@ -493,3 +493,57 @@ async fn expiring_and_expired_accepted_risks_are_alerted_once_each() {
     assert_eq!(expired.len(), 1, "B105 was told already: {body}");
     assert_eq!(expired[0]["rule"], "B602");
 }
+
+/// The digest of the demo target (`examples/vulnerable-app`) with every bundled suite, as
+/// the receiver gets it; kept in `target/alerts-demo/` for the README and the issue.
+/// Slow (the real scanners): `cargo test --test docker alerts::demo -- --ignored`.
+#[tokio::test]
+#[ignore = "runs every bundled scanner: minutes"]
+async fn demo_digest_of_the_vulnerable_app() {
+    let json = Receiver::start();
+    let slack = Receiver::start();
+    let ws = Workspace::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ws.project(&format!(
+        "[[alerts]]\nname = \"appsec\"\nurl = \"{}\"\non = [\"new-finding\", \"suite-error\", \"run-failed\"]\nsecret_from_env = \"ALERT_SECRET\"\n\n\
+         [[alerts]]\nname = \"appsec-slack\"\nurl = \"{}\"\nformat = \"slack\"\non = [\"new-finding\", \"suite-error\"]\n",
+        json.url("/hooks/demo"),
+        slack.url("/services/demo"),
+    ));
+    let suites = root.join("suites");
+    let target = root.join("examples/vulnerable-app");
+    let _images = crate::support::image_build_lock();
+    let out = ws
+        .phalanx(["run", "--progress", "plain", "--suites"])
+        .arg(&suites)
+        .arg("--target")
+        .arg(&target)
+        .env("ALERT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let run = runs::finished(&ws, out);
+    assert_eq!(run.code, 1, "the demo's flaws are found: {}", run.stderr);
+    let (got, chat) = (json.requests(), slack.requests());
+    assert_eq!((got.len(), chat.len()), (1, 1), "{}", run.stderr);
+    assert_signed(&got[0]);
+    let body = got[0].json();
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("in vulnerable-app@"),
+        "{body}"
+    );
+    let dir = crate::support::target_dir().join("alerts-demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap();
+    let headers: Vec<String> = got[0]
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect();
+    std::fs::write(dir.join("json-headers.txt"), headers.join("\n")).unwrap();
+    std::fs::write(dir.join("json.json"), pretty(&body)).unwrap();
+    std::fs::write(dir.join("slack.json"), pretty(&chat[0].json())).unwrap();
+    println!("{}\n{}", pretty(&body), dir.display());
+}

@@ -219,3 +219,40 @@ fn the_summary_counts_mixed_severities() {
         "2 new high findings"
     );
 }
+
+#[test]
+fn a_detached_ci_checkout_takes_the_branch_the_ci_names() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(
+        ci_branch(vars(&[("CI_COMMIT_BRANCH", "main")])).as_deref(),
+        Some("main")
+    );
+    assert_eq!(
+        ci_branch(vars(&[
+            ("GITHUB_REF_TYPE", "branch"),
+            ("GITHUB_REF_NAME", "release/2")
+        ]))
+        .as_deref(),
+        Some("release/2")
+    );
+    assert_eq!(
+        ci_branch(vars(&[
+            ("GITHUB_REF_TYPE", "tag"),
+            ("GITHUB_REF_NAME", "v1.0")
+        ])),
+        None,
+        "a tag is no branch"
+    );
+    assert_eq!(
+        ci_branch(vars(&[("BRANCH_NAME", "PR-12")])).as_deref(),
+        Some("PR-12")
+    );
+    assert_eq!(ci_branch(vars(&[])), None);
+}
