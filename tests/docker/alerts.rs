@@ -543,7 +543,8 @@ async fn demo_digest_of_the_vulnerable_app() {
         .map(|(n, v)| format!("{n}: {v}"))
         .collect();
     std::fs::write(dir.join("json-headers.txt"), headers.join("\n")).unwrap();
-    std::fs::write(dir.join("json.json"), pretty(&body)).unwrap();
-    std::fs::write(dir.join("slack.json"), pretty(&chat[0].json())).unwrap();
+    // As received, byte for byte.
+    std::fs::write(dir.join("json.json"), &got[0].body).unwrap();
+    std::fs::write(dir.join("slack.json"), &chat[0].body).unwrap();
     println!("{}\n{}", pretty(&body), dir.display());
 }
