@@ -220,7 +220,7 @@ fn queue(
     outcome: &mut DeliveryOutcome,
     deadline: Duration,
 ) -> Option<(deliver::Job, ChannelOutcome)> {
-    let known = match store.map(|s| s.alert_known(&spec.name, target)) {
+    let known = match store.map(|s| s.alert_known(&spec.name, target, pending_since())) {
         Some(Ok(known)) => known,
         Some(Err(e)) => {
             outcome.warnings.push(format!(
@@ -432,6 +432,11 @@ fn scrubbed(body: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// Pending deliveries queued before this are no longer being sent by anyone.
+fn pending_since() -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(PENDING_MAX_AGE).unwrap_or_default()
+}
+
 /// Sends again what is still pending in the store for `channels` (a server stopped while
 /// sending it), waiting at most `deadline`. Deliveries pending for longer than
 /// [`PENDING_MAX_AGE`] are marked abandoned instead: their news goes into the next digest.
@@ -443,8 +448,7 @@ pub async fn retry_pending(
     let until = Instant::now() + deadline;
     let mut outcome = DeliveryOutcome::default();
     let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
-    let since = Utc::now() - chrono::Duration::from_std(PENDING_MAX_AGE).unwrap_or_default();
-    let pending = match store.pending_deliveries(&names, since) {
+    let pending = match store.pending_deliveries(&names, pending_since()) {
         Ok(pending) => pending,
         Err(e) => {
             outcome

@@ -149,14 +149,18 @@ pub struct PreviousOf<'a> {
 }
 
 impl Store {
-    /// What `channel` was told about `target`.
+    /// What `channel` was told about `target`. A delivery still pending from before
+    /// `pending_since` counts as not sent: the process sending it was killed and no server
+    /// took it over.
     pub fn alert_known(
         &self,
         channel: &str,
         target: &str,
+        pending_since: DateTime<Utc>,
     ) -> Result<HashMap<StateKey, Known>, StoreError> {
+        let since = pending_since.timestamp_millis();
         let rows = self.collect(
-            "SELECT s.kind, s.scope, s.key, d.status FROM alert_state s
+            "SELECT s.kind, s.scope, s.key, d.status, d.created_at FROM alert_state s
              JOIN alert_deliveries d ON d.id = s.delivery
              WHERE s.channel = ?1 AND s.target = ?2",
             params![channel, target],
@@ -167,10 +171,12 @@ impl Store {
                     key: r.get(2)?,
                 };
                 let status: String = r.get(3)?;
-                let told = matches!(
-                    DeliveryStatus::from_name(&status),
-                    Some(DeliveryStatus::Pending | DeliveryStatus::Delivered)
-                );
+                let created: i64 = r.get(4)?;
+                let told = match DeliveryStatus::from_name(&status) {
+                    Some(DeliveryStatus::Delivered) => true,
+                    Some(DeliveryStatus::Pending) => created >= since,
+                    _ => false,
+                };
                 Ok((key, if told { Known::Told } else { Known::Owed }))
             },
         )?;

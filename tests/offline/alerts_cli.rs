@@ -154,3 +154,93 @@ fn a_bad_alerts_entry_names_file_line_and_key_without_the_url() {
         assert!(!said.contains("S3CR3T"), "{said}");
     }
 }
+
+/// What a server does at its start: deliveries a killed process left pending are sent
+/// again, numbered after the attempts already made; one pending for more than a day is
+/// abandoned instead. The counts per status are what `/metrics` reads.
+#[tokio::test]
+async fn pending_deliveries_are_sent_again_and_counted() {
+    use phalanx::alerts::{self, DeliveryStatus};
+    use phalanx::store::Store;
+    use phalanx::store::alerts::{AttemptRow, NewDelivery};
+
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[[alerts]]\nname = \"ops\"\nurl = \"{}\"\non = [\"new-finding\"]\n",
+        receiver.url("/hook/P3ND1NG")
+    );
+    let project = phalanx::config::parse_project(&dir.path().join("phalanx.toml"), &toml).unwrap();
+    let store = Store::open(&dir.path().join("phalanx.db")).unwrap();
+    let queue = |key: &str| {
+        let new = NewDelivery {
+            run_id: None,
+            channel: "ops",
+            endpoint: "http://127.0.0.1/[REDACTED]",
+            format: "json",
+            events: &[],
+            summary: "left pending",
+            body: br#"{"schema":"phalanx.alert/v1","kind":"test"}"#,
+            key,
+        };
+        store.queue_test_delivery(&new).unwrap()
+    };
+    let fresh = queue("fresh-key");
+    let attempt = AttemptRow {
+        attempt: 1,
+        started_at: chrono::Utc::now(),
+        duration: std::time::Duration::from_secs(1),
+        result: "connection".into(),
+        http_status: None,
+        detail: Some("connection refused".into()),
+    };
+    store.record_attempt(fresh, &attempt).unwrap();
+    let stale = queue("stale-key");
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).timestamp_millis();
+    store
+        .connection()
+        .execute(
+            "UPDATE alert_deliveries SET created_at = ?1 WHERE id = ?2",
+            rusqlite::params![two_days_ago, stale],
+        )
+        .unwrap();
+
+    let outcome = alerts::retry_pending(
+        &store,
+        &project.alerts.channels,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    assert_eq!(outcome.channels.len(), 1, "only the fresh one: {outcome:?}");
+    let sent = &outcome.channels[0];
+    assert_eq!(sent.status, DeliveryStatus::Delivered);
+    assert_eq!(sent.attempts[0].number, 2, "after the attempt already made");
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("x-phalanx-delivery"), Some("fresh-key"));
+    assert_eq!(got[0].header("x-phalanx-event"), Some("test"));
+    assert_eq!(got[0].json()["kind"], "test");
+    let counts: Vec<(String, DeliveryStatus, u64)> = store
+        .alert_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.channel, c.status, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("ops".to_string(), DeliveryStatus::Abandoned, 1),
+            ("ops".to_string(), DeliveryStatus::Delivered, 1)
+        ]
+    );
+    let log = store.alert_log(None, 10).unwrap();
+    let fresh_log = log.iter().find(|d| d.id == fresh).unwrap();
+    let results: Vec<&str> = fresh_log
+        .attempts
+        .iter()
+        .map(|a| a.result.as_str())
+        .collect();
+    assert_eq!(results, ["connection", "delivered"]);
+}
