@@ -31,6 +31,7 @@ pub use plan::{Digest, RunEvents, Subject};
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,28 +155,41 @@ impl fmt::Display for ChannelOutcome {
 
 /// Registers every channel's URL and secret as secrets of this process, so no report file
 /// holds them (`crate::secrets`), whatever printed them.
-pub fn protect(settings: &AlertSettings) {
-    let values: Vec<String> = settings
-        .channels
-        .iter()
-        .flat_map(AlertSpec::secret_values)
-        .collect();
+pub fn protect(channels: &[AlertSpec]) {
+    let values: Vec<String> = channels.iter().flat_map(AlertSpec::secret_values).collect();
     crate::secrets::protect_values(values.iter().map(String::as_str));
 }
 
-/// Plans and sends the digests of a finished run to `channels`, waiting at most `deadline`.
-/// Call it after the reports are written and the run is recorded; whatever happens, the
-/// run's exit code is its own.
-pub async fn after_run(
+/// Plans the digests of a finished run for `channels` and records them, now; the future
+/// sends them, waiting at most `deadline`. Call it after the reports are written and the
+/// run is recorded; whatever happens, the run's exit code is its own.
+///
+/// The future owns all it needs (its own connection to the store), so a server can spawn
+/// it: `tokio::spawn(alerts::after_run(run, &channels, deadline))`.
+pub fn after_run(
     run: AlertRun<'_>,
     channels: &[AlertSpec],
     deadline: Duration,
-) -> DeliveryOutcome {
+) -> impl Future<Output = DeliveryOutcome> + Send + 'static {
     let until = Instant::now() + deadline;
     let mut outcome = DeliveryOutcome::default();
-    if channels.is_empty() {
-        return outcome;
-    }
+    let jobs = if channels.is_empty() {
+        Vec::new()
+    } else {
+        protect(channels);
+        plan_run(run, channels, deadline, &mut outcome)
+    };
+    let log = log_for(run.store, &jobs, &mut outcome);
+    send_all(jobs, log, until, outcome)
+}
+
+/// What `channels` are to be sent about the run, recorded in its store.
+fn plan_run(
+    run: AlertRun<'_>,
+    channels: &[AlertSpec],
+    deadline: Duration,
+    outcome: &mut DeliveryOutcome,
+) -> Vec<(deliver::Job, ChannelOutcome)> {
     let report = run.report;
     let subject = plan::subject(report, run.target, run.git, run.project, run.server_url);
     let target = run.target.to_string_lossy().into_owned();
@@ -200,14 +214,29 @@ pub async fn after_run(
         };
         RunEvents::of(report, subject, &mut previous)
     };
-    let mut jobs = Vec::new();
-    for spec in channels {
-        if let Some(job) = queue(spec, &events, store, &target, &mut outcome, deadline) {
-            jobs.push(job);
+    channels
+        .iter()
+        .filter_map(|spec| queue(spec, &events, store, &target, outcome, deadline))
+        .collect()
+}
+
+/// A connection of its own to `store`, for recording the attempts of `jobs` from a future
+/// that may run on another thread (a connection is not shared between threads).
+fn log_for(
+    store: Option<&Store>,
+    jobs: &[(deliver::Job, ChannelOutcome)],
+    outcome: &mut DeliveryOutcome,
+) -> Option<Store> {
+    let store = store.filter(|_| jobs.iter().any(|(_, c)| c.delivery.is_some()))?;
+    match Store::open(store.path()) {
+        Ok(own) => Some(own),
+        Err(e) => {
+            outcome
+                .warnings
+                .push(format!("{e}; the attempts to alert are not recorded"));
+            None
         }
     }
-    send_all(jobs, store, until, &mut outcome).await;
-    outcome
 }
 
 /// Plans one channel's digest, records it, and returns what to send (`None`: nothing is
@@ -339,13 +368,13 @@ fn job_for(
 }
 
 /// Sends every job at once and waits for them until `until`; what is not done by then is
-/// abandoned. Attempts are recorded as they end.
+/// abandoned. Attempts are recorded in `store` as they end.
 async fn send_all(
     jobs: Vec<(deliver::Job, ChannelOutcome)>,
-    store: Option<&Store>,
+    store: Option<Store>,
     until: Instant,
-    outcome: &mut DeliveryOutcome,
-) {
+    mut outcome: DeliveryOutcome,
+) -> DeliveryOutcome {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut channels = Vec::with_capacity(jobs.len());
     let mut tasks = Vec::with_capacity(jobs.len());
@@ -357,16 +386,19 @@ async fn send_all(
     let deadline = tokio::time::sleep_until(until.into());
     tokio::pin!(deadline);
     loop {
-        tokio::select! {
-            report = rx.recv() => match report {
-                Some(deliver::Report::Attempt(i, attempt)) => {
-                    record(store, &channels[i], &attempt, outcome);
-                    channels[i].attempts.push(attempt);
-                }
-                Some(deliver::Report::Done(i, status)) => finish(store, &mut channels[i], status, outcome),
-                None => break,
-            },
-            () = &mut deadline => break,
+        let report = tokio::select! {
+            report = rx.recv() => report,
+            () = &mut deadline => None,
+        };
+        match report {
+            Some(deliver::Report::Attempt(i, attempt)) => {
+                record(store.as_ref(), &channels[i], &attempt, &mut outcome);
+                channels[i].attempts.push(attempt);
+            }
+            Some(deliver::Report::Done(i, status)) => {
+                finish(store.as_ref(), &mut channels[i], status, &mut outcome)
+            }
+            None => break,
         }
     }
     for task in tasks {
@@ -374,10 +406,16 @@ async fn send_all(
     }
     for mut channel in channels {
         if channel.status == DeliveryStatus::Pending {
-            finish(store, &mut channel, DeliveryStatus::Abandoned, outcome);
+            finish(
+                store.as_ref(),
+                &mut channel,
+                DeliveryStatus::Abandoned,
+                &mut outcome,
+            );
         }
         outcome.channels.push(channel);
     }
+    outcome
 }
 
 fn record(
@@ -440,23 +478,23 @@ fn pending_since() -> chrono::DateTime<Utc> {
 /// Sends again what is still pending in the store for `channels` (a server stopped while
 /// sending it), waiting at most `deadline`. Deliveries pending for longer than
 /// [`PENDING_MAX_AGE`] are marked abandoned instead: their news goes into the next digest.
-pub async fn retry_pending(
+/// Like [`after_run`], reads the store now and returns a future that can be spawned.
+pub fn retry_pending(
     store: &Store,
     channels: &[AlertSpec],
     deadline: Duration,
-) -> DeliveryOutcome {
+) -> impl Future<Output = DeliveryOutcome> + Send + 'static {
     let until = Instant::now() + deadline;
     let mut outcome = DeliveryOutcome::default();
     let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
-    let pending = match store.pending_deliveries(&names, pending_since()) {
-        Ok(pending) => pending,
-        Err(e) => {
+    let pending = store
+        .pending_deliveries(&names, pending_since())
+        .unwrap_or_else(|e| {
             outcome
                 .warnings
                 .push(format!("{e}; pending alerts are not sent again"));
-            return outcome;
-        }
-    };
+            Vec::new()
+        });
     let mut jobs = Vec::new();
     for p in pending {
         let Some(spec) = channels.iter().find(|c| c.name == p.channel) else {
@@ -473,16 +511,16 @@ pub async fn retry_pending(
             jobs.push(job);
         }
     }
-    send_all(jobs, Some(store), until, &mut outcome).await;
-    outcome
+    let log = log_for(Some(store), &jobs, &mut outcome);
+    send_all(jobs, log, until, outcome)
 }
 
 /// Sends `spec` a clearly marked test message, recorded in `store` when given.
-pub async fn send_test(
+pub fn send_test(
     spec: &AlertSpec,
     store: Option<&Store>,
     deadline: Duration,
-) -> DeliveryOutcome {
+) -> impl Future<Output = DeliveryOutcome> + Send + 'static {
     let until = Instant::now() + deadline;
     let mut outcome = DeliveryOutcome::default();
     let summary = format!(
@@ -518,8 +556,9 @@ pub async fn send_test(
         event: "test",
         first_attempt: 1,
     };
-    if let Some(job) = job_for(spec, message, channel, store, &mut outcome) {
-        send_all(vec![job], store, until, &mut outcome).await;
-    }
-    outcome
+    let jobs: Vec<_> = job_for(spec, message, channel, store, &mut outcome)
+        .into_iter()
+        .collect();
+    let log = log_for(store, &jobs, &mut outcome);
+    send_all(jobs, log, until, outcome)
 }

@@ -109,7 +109,7 @@ async fn test(
         }
         None => settings.channels.iter().collect(),
     };
-    alerts::protect(settings);
+    alerts::protect(&settings.channels);
     // Recorded when there is a store already; a test never creates one.
     let store = Store::open_existing(&store_settings(project, store).path).ok();
     let mut delivered = true;
@@ -172,5 +172,5 @@ fn print_outcome(outcome: &DeliveryOutcome, quiet_when_delivered: bool) -> bool 
 
 /// Registers the channels' URLs and secrets as secrets before any report is written.
 pub fn protect(project: &ProjectConfig) {
-    alerts::protect(&project.alerts);
+    alerts::protect(&project.alerts.channels);
 }
