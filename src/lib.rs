@@ -5,7 +5,8 @@
 //! with `event` carrying what happens, numbered and in order, to its subscribers:
 //! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
 //! for the report writers. What ended a suite badly is a typed `cause::Cause`; why a run
-//! stops early is a `stop::StopReason`.
+//! stops early is a `stop::StopReason`. After the reports, `alerts` sends the run's
+//! webhooks, one digest per channel, from the run and the `store`.
 
 pub mod alerts;
 pub mod builds;

@@ -284,19 +284,8 @@ fn queue(
         body: &body,
         key: &key,
     };
-    let delivery =
-        store.and_then(
-            |s| match s.queue_delivery(&new, target, &planned.mark, &planned.forget) {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    outcome.warnings.push(format!(
-                        "{e}; the alert to {} is sent but not recorded",
-                        spec.name
-                    ));
-                    None
-                }
-            },
-        );
+    let queued = store.map(|s| s.queue_delivery(&new, target, &planned.mark, &planned.forget));
+    let delivery = recorded(queued, outcome, &format!("the alert to {}", spec.name));
     let channel = ChannelOutcome::pending(spec, summary, delivery, deadline);
     let message = Message {
         body,
@@ -305,6 +294,24 @@ fn queue(
         first_attempt: 1,
     };
     job_for(spec, message, channel, store, outcome)
+}
+
+/// The id of a delivery just queued in the store, or `None` (no store, or it failed: then
+/// `what` is sent but not recorded, which `outcome` says).
+fn recorded(
+    queued: Option<Result<i64, crate::store::StoreError>>,
+    outcome: &mut DeliveryOutcome,
+    what: &str,
+) -> Option<i64> {
+    match queued? {
+        Ok(id) => Some(id),
+        Err(e) => {
+            outcome
+                .warnings
+                .push(format!("{e}; {what} is sent but not recorded"));
+            None
+        }
+    }
 }
 
 /// What is sent to a channel, whatever its URL.
@@ -540,15 +547,8 @@ pub fn send_test(
         body: &body,
         key: &key,
     };
-    let delivery = store.and_then(|s| match s.queue_test_delivery(&new) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            outcome
-                .warnings
-                .push(format!("{e}; the test message is not recorded"));
-            None
-        }
-    });
+    let queued = store.map(|s| s.queue_test_delivery(&new));
+    let delivery = recorded(queued, &mut outcome, "the test message");
     let channel = ChannelOutcome::pending(spec, summary, delivery, deadline);
     let message = Message {
         body,
