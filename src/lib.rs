@@ -5,9 +5,12 @@
 //! with `event` carrying what happens, numbered and in order, to its subscribers:
 //! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
 //! for the report writers. `launch` takes one run from its plan to its reports and its
-//! record, for `phalanx run` and `phalanx serve` alike. What ended a suite badly is a typed `cause::Cause`; why a run
-//! stops early is a `stop::StopReason`.
+//! record, for `phalanx run` and `phalanx serve` alike; `scans` is the server's queue of
+//! such runs. What ended a suite badly is a typed `cause::Cause`; why a run stops early is
+//! a `stop::StopReason`. After the reports, `alerts` sends the run's webhooks, one digest
+//! per channel, from the run and the `store`.
 
+pub mod alerts;
 pub mod builds;
 pub mod cause;
 pub mod collect;

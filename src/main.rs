@@ -31,6 +31,9 @@ use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, Store, StoreSettings};
 use phalanx::target::TargetMode;
 
+/// `phalanx alerts log | test`, and the alerts of a finished run.
+#[path = "cli/alerts.rs"]
+mod alerts_cli;
 /// `phalanx runs | show | diff | report | prune`: reading the run store back.
 #[path = "cli/stored.rs"]
 mod stored;
@@ -125,6 +128,8 @@ enum Command {
     /// Write report.html and report.md of a recorded run, compared with the run before it
     /// of the same target and selection (or with --baseline), with the target's trend.
     Report(ReportArgs),
+    /// The alerts (webhooks) of phalanx.toml's [[alerts]]: what was sent, and a test message.
+    Alerts(alerts_cli::AlertsArgs),
     /// Delete all but the newest N runs from the run store, with their findings.
     Prune {
         #[command(flatten)]
@@ -399,6 +404,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => stored::diff(&project, &store, base, head, json, fail_on_new),
         Command::Report(args) => stored::report(&project, args),
         Command::Prune { store, keep } => stored::prune(&project, &store, keep),
+        Command::Alerts(args) => alerts_cli::command(&project, args).await,
     }
 }
 
@@ -626,6 +632,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         eprintln!("note: shard {partition} holds none of the selected suites; nothing to run");
     }
     phalanx::secrets::protect(&suites);
+    alerts_cli::protect(config);
     let target_arg = match project {
         Some(project) => project.target.clone(),
         None => args.target.clone().unwrap_or_else(|| PathBuf::from(".")),
@@ -714,6 +721,9 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
     let finished = launch::run(launch, engine, followers, stop, &mut recorder, &say).await;
     signals.abort();
     print_summary(&finished, args.events_on_stdout());
+    // After the reports and the summary: delivery never holds them up, nor changes the
+    // exit code.
+    alerts_cli::after_run(config, &finished.report, recorder.store(), &finished.facts).await;
     match finished.write_errors.first() {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
         None => Ok(ExitCode::from(finished.report.exit_code())),

@@ -15,7 +15,7 @@ mod suggest;
 mod suite_file;
 pub mod suppressions;
 pub mod units;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -186,6 +186,20 @@ pub struct ProjectConfig {
     pub target_max_size: u64,
     /// `[projects.NAME]`: the applications `phalanx serve` and `run --project` scan.
     pub projects: BTreeMap<String, projects::ProjectSpec>,
+    /// `[[alerts]]` and `alerts_deadline` (`crate::alerts`).
+    pub alerts: crate::alerts::AlertSettings,
+}
+
+impl ProjectConfig {
+    /// The alert channels of a run: every top-level `[[alerts]]` entry, then those of
+    /// its project (`None`: a run of no project).
+    pub fn alert_channels(&self, project: Option<&str>) -> Vec<crate::alerts::AlertSpec> {
+        let own = project
+            .and_then(|name| self.projects.get(name))
+            .map(|p| p.alerts.as_slice())
+            .unwrap_or_default();
+        self.alerts.channels.iter().chain(own).cloned().collect()
+    }
 }
 
 impl Default for ProjectConfig {
@@ -204,6 +218,7 @@ impl Default for ProjectConfig {
             target_mode: crate::target::TargetMode::default(),
             target_max_size: crate::target::DEFAULT_MAX_SIZE,
             projects: BTreeMap::new(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::projects::{self, RawProjectSpec};
 use super::values::{AtLeastOne, Bounded, ByteSize, Name, PathText, Timeout};
+use crate::alerts::config::{AlertSettings, RawAlerts};
 use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
@@ -36,6 +37,8 @@ struct RawProject {
     target_max_size: Option<ByteSize>,
     store: Option<RawStore>,
     projects: Option<BTreeMap<Name, RawProjectSpec>>,
+    alerts: Option<RawAlerts>,
+    alerts_deadline: Option<Timeout>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -127,5 +130,6 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         target_max_size: raw
             .target_max_size
             .map_or(defaults.target_max_size, |s| s.0),
+        alerts: AlertSettings::resolve(raw.alerts, raw.alerts_deadline),
     }
 }

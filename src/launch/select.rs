@@ -165,6 +165,7 @@ mod tests {
             baseline: None,
             max_queued: 8,
             limits,
+            alerts: Vec::new(),
         }
     }
 

@@ -331,7 +331,7 @@ impl Store {
         Ok(deleted)
     }
 
-    fn collect<T>(
+    pub(super) fn collect<T>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
@@ -344,7 +344,7 @@ impl Store {
         run().map_err(|e| self.error(e))
     }
 
-    fn first<T>(
+    pub(super) fn first<T>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
@@ -387,7 +387,7 @@ fn candidates(matches: &[RunSummary]) -> Vec<String> {
     names
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(super) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -481,6 +481,6 @@ fn finding_of_row(r: &Row) -> rusqlite::Result<StoredFinding> {
     })
 }
 
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }

@@ -13,11 +13,14 @@ mod engine_proxy;
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
 mod junit_schema;
+#[path = "../receiver/mod.rs"]
+mod receiver;
 #[path = "../runs/mod.rs"]
 mod runs;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod base_image;
 mod baselines;
 mod bundled_suites;

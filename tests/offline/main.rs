@@ -11,9 +11,12 @@
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
 mod junit_schema;
+#[path = "../receiver/mod.rs"]
+mod receiver;
 #[path = "../report_common/mod.rs"]
 mod report_common;
 
+mod alerts_cli;
 mod bad_input;
 mod ci_templates;
 mod findings_junit;
