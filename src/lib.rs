@@ -31,6 +31,7 @@ pub mod runner;
 pub mod schedule;
 pub mod secrets;
 pub mod self_image;
+pub mod services;
 pub mod stop;
 pub mod store;
 pub mod target;

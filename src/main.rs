@@ -442,8 +442,40 @@ fn list(project: &ProjectConfig, dir: &SuitesDir, tags: &[String]) -> Result<Exi
         .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
         .collect();
     print!("{}", suite_table(&shown));
+    if !loaded.services.is_empty() {
+        println!();
+        print!("{}", service_table(&loaded.services, &loaded.suites));
+    }
     print_config_errors(&loaded.errors);
     Ok(exit_for_errors(&loaded.errors))
+}
+
+/// The services, each with the suites that need it: `phalanx list`.
+fn service_table(services: &[config::Service], suites: &[Suite]) -> String {
+    let rows: Vec<[String; 4]> = services
+        .iter()
+        .map(|service| {
+            let users: Vec<&str> = suites
+                .iter()
+                .filter(|s| s.needs.contains(&service.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            let users = match users.is_empty() {
+                true => "-".to_string(),
+                false => users.join(","),
+            };
+            [
+                service.name.clone(),
+                phalanx::services::url(service),
+                service.image.clone(),
+                users,
+            ]
+        })
+        .collect();
+    aligned(
+        ["SERVICE", "URL", "IMAGE", "NEEDED BY"].map(String::from),
+        &rows,
+    )
 }
 
 fn suite_table(suites: &[&Suite]) -> String {
@@ -459,6 +491,11 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let header = ["NAME", "TAGS", "IMAGE", "DESCRIPTION"].map(String::from);
+    aligned(header, &rows)
+}
+
+/// Rows under a header, each column as wide as its widest cell but the last.
+fn aligned(header: [String; 4], rows: &[[String; 4]]) -> String {
     let widths: Vec<usize> = (0..3)
         .map(|i| {
             rows.iter()
@@ -469,7 +506,7 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line = format!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
             row[0],
@@ -490,10 +527,17 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
     let loaded = load_suites(project, dir)?;
     print_config_errors(&loaded.errors);
     let count = loaded.suites.len();
+    let services = match loaded.services.len() {
+        0 => String::new(),
+        n => format!(", {n} service(s)"),
+    };
     if loaded.errors.is_empty() {
-        println!("{count} suite(s) valid");
+        println!("{count} suite(s) valid{services}");
     } else {
-        eprintln!("{} error(s); {count} suite(s) valid", loaded.errors.len());
+        eprintln!(
+            "{} error(s); {count} suite(s) valid{services}",
+            loaded.errors.len()
+        );
     }
     Ok(exit_for_errors(&loaded.errors))
 }
@@ -627,6 +671,7 @@ struct ReportPaths {
 
 async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure> {
     let loaded = load_suites(project, &args.suites)?;
+    let services = loaded.services.clone();
     let (suites, invalid_suites) = select(loaded, &args.names, &args.tags)?;
     let (mut suites, invalid_suites) = shard(suites, invalid_suites, args.partition);
     if let Some(fail_on) = args.fail_on {
@@ -697,6 +742,7 @@ async fn run(project: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure
         invalid_suites,
         history,
         partition: args.partition.map(|p| p.to_string()),
+        services,
     };
     if let Some(format) = args.dry_run {
         return Ok(dry_run(&plan, format).await);

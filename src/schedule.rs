@@ -12,11 +12,12 @@ use tokio::task::JoinSet;
 
 use crate::builds::{Builds, ImageState};
 use crate::cause::Cause;
-use crate::config::Suite;
+use crate::config::{Service, Suite};
 use crate::engine::Engine;
 use crate::event::{EventKind, EventSender};
 use crate::outcome::{Outcome, SuiteReport};
 use crate::runner::{self, RunContext};
+use crate::services::{self, Services};
 use crate::stop::{StopReason, StopSignal};
 
 #[derive(Debug, Clone, Copy)]
@@ -40,12 +41,43 @@ pub async fn run_all<E: Engine>(
     stop: StopSignal,
     events: EventSender,
 ) {
+    run_with_services(engine, suites, Vec::new(), ctx, options, stop, events).await
+}
+
+/// [`run_all`] for suites that may need services: those of `services` that the suites
+/// need start as their images are ready ([`Services`]), a suite that needs one takes a
+/// slot only once it is ready, and one that needs a failed one ends as an error with its
+/// cause, without a slot.
+pub async fn run_with_services<E: Engine>(
+    engine: Arc<E>,
+    mut suites: Vec<Suite>,
+    services: Vec<Service>,
+    ctx: Arc<RunContext>,
+    options: ScheduleOptions,
+    stop: StopSignal,
+    events: EventSender,
+) {
     let jobs = options.jobs.max(1);
-    let mut builds = Builds::start(
+    let needed = services::needed(&suites, &services);
+    for suite in suites.iter_mut().filter(|s| !s.needs.is_empty()) {
+        suite.env.extend(services::target_env(suite, &needed));
+    }
+    let mut images = crate::images::jobs(&suites);
+    crate::images::add_service_jobs(&mut images, &needed);
+    let mut builds = Builds::start_jobs(
         engine.clone(),
-        &suites,
+        images,
         &ctx.reports_dir,
         options.image_jobs,
+        stop.clone(),
+        events.clone(),
+    );
+    let mut dynamic = Services::start(
+        engine.clone(),
+        needed,
+        &suites,
+        ctx.clone(),
+        builds.watch(),
         stop.clone(),
         events.clone(),
     );
@@ -54,6 +86,7 @@ pub async fn run_all<E: Engine>(
             .iter()
             .map(|s| (s.name.clone(), s.image.clone()))
             .collect(),
+        needs: suites.iter().map(|s| s.needs.clone()).collect(),
         running: JoinSet::new(),
         task_index: HashMap::new(),
         options,
@@ -65,14 +98,16 @@ pub async fn run_all<E: Engine>(
     let mut lookahead = Lookahead::default();
     loop {
         builds.mark_seen();
-        scheduler.fail_unbuilt(&mut queue, &builds);
+        dynamic.mark_seen();
+        scheduler.fail_unbuilt(&mut queue, &builds, &mut dynamic);
+        scheduler.fail_unserved(&mut queue, &mut dynamic);
         if queue.is_empty() || stop.is_stopped() {
             break;
         }
         let (next, weight) = {
             let ready: Vec<&(usize, Suite)> = queue
                 .iter()
-                .filter(|(_, s)| builds.state(&s.image).is_ready())
+                .filter(|(_, s)| builds.state(&s.image).is_ready() && dynamic.ready_for(&s.needs))
                 .collect();
             lookahead.hint(&engine, &ctx, &ready, jobs, slots.available_permits());
             // A suite heavier than the whole budget still runs, alone.
@@ -84,10 +119,12 @@ pub async fn run_all<E: Engine>(
             biased;
             () = stop.stopped() => break,
             Some(joined) = scheduler.running.join_next_with_id(), if !scheduler.running.is_empty() => {
-                scheduler.record(joined);
+                scheduler.record(joined, &mut dynamic);
             }
             // A build ended: a suite earlier in the queue may be ready now.
             () = builds.changed() => {}
+            // A service got ready (or failed).
+            () = dynamic.changed() => {}
             permit = slots.clone().acquire_many_owned(weight), if next.is_some() => {
                 let permit = permit.expect("the semaphore is never closed");
                 let at = queue.iter().position(|(i, _)| Some(*i) == next).expect("queued");
@@ -104,10 +141,11 @@ pub async fn run_all<E: Engine>(
         }
     }
     while let Some(joined) = scheduler.running.join_next_with_id().await {
-        scheduler.record(joined);
+        scheduler.record(joined, &mut dynamic);
     }
-    // What is being prepared or built finishes before the run's final sweep looks for
-    // leftovers.
+    // The services go (their logs written) before the run's final sweep removes the
+    // network; what is being prepared or built finishes before that sweep too.
+    dynamic.finish().await;
     lookahead.finish().await;
     builds.finish().await;
     scheduler.finish_unstarted(queue.into_iter().map(|(i, _)| i))
@@ -168,6 +206,8 @@ impl Lookahead {
 struct Scheduler {
     /// Name and image of each planned suite, for suites that never start.
     names: Vec<(String, String)>,
+    /// The services each planned suite needs.
+    needs: Vec<Vec<String>>,
     running: JoinSet<(SuiteReport, OwnedSemaphorePermit)>,
     task_index: HashMap<tokio::task::Id, usize>,
     options: ScheduleOptions,
@@ -182,18 +222,37 @@ impl Scheduler {
             (tokio::task::Id, (SuiteReport, OwnedSemaphorePermit)),
             tokio::task::JoinError,
         >,
+        services: &mut Services,
     ) {
-        let (report, permit) = match joined {
-            Ok((_, (report, permit))) => (report, Some(permit)),
+        let (index, report, permit) = match joined {
+            Ok((id, (report, permit))) => (self.task_index[&id], report, Some(permit)),
             Err(e) => {
-                let (name, image) = &self.names[self.task_index[&e.id()]];
+                let index = self.task_index[&e.id()];
+                let (name, image) = &self.names[index];
                 let cause = Cause::internal(format!("internal error while running the suite: {e}"));
                 let report = SuiteReport::not_run(name, image, Outcome::Error, Some(cause));
-                (report, None)
+                (index, report, None)
             }
         };
+        let mut report = report;
+        services.suite_done(&self.needs[index], &mut report);
         self.conclude(report);
         drop(permit);
+    }
+
+    /// Takes the suites that need a service that failed out of `queue` and reports each as
+    /// an error with the service's cause.
+    fn fail_unserved(&mut self, queue: &mut VecDeque<(usize, Suite)>, services: &mut Services) {
+        queue.retain(|(index, suite)| {
+            let Some(cause) = services.blocked(&suite.needs) else {
+                return true;
+            };
+            let report =
+                SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, Some(cause));
+            services.release(&self.needs[*index]);
+            self.conclude(report);
+            false
+        });
     }
 
     /// Sends a finished suite's report, stopping the run first if it fails it (fail-fast).
@@ -208,13 +267,19 @@ impl Scheduler {
 
     /// Takes the suites whose image could not be made out of `queue` and reports each as
     /// an error with the image's cause: they need no slot to fail.
-    fn fail_unbuilt(&mut self, queue: &mut VecDeque<(usize, Suite)>, builds: &Builds) {
-        queue.retain(|(_, suite)| {
+    fn fail_unbuilt(
+        &mut self,
+        queue: &mut VecDeque<(usize, Suite)>,
+        builds: &Builds,
+        services: &mut Services,
+    ) {
+        queue.retain(|(index, suite)| {
             let ImageState::Failed(cause) = builds.state(&suite.image) else {
                 return true;
             };
             let report =
                 SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, Some(cause));
+            services.release(&self.needs[*index]);
             self.conclude(report);
             false
         });
