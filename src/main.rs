@@ -561,7 +561,9 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
-    let jobs = images::jobs(&suites);
+    let mut jobs = images::jobs(&suites);
+    let needed = phalanx::services::needed(&suites, &loaded.services);
+    images::add_service_jobs(&mut jobs, &needed);
     let image_jobs = image_jobs(args.image_jobs, project);
     let done = images::build_all(
         Arc::new(engine),

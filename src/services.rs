@@ -342,11 +342,12 @@ async fn serve<E: Engine>(
     let failure = match readiness {
         None => None,
         Some(Ok(Readiness::Ready)) => {
-            shared.settle(&name, ServiceState::Ready);
+            // Told before the suites can start, so events come in the order things happen.
             shared.events.send(EventKind::ServiceReady {
                 name: name.clone(),
                 after: clock.elapsed(),
             });
+            shared.settle(&name, ServiceState::Ready);
             match serve_until_released(&shared, &mut exited, &mut release).await {
                 Ending::Released => None,
                 Ending::Exited(code) => Some(code),
