@@ -340,6 +340,17 @@ mod tests {
         stop: StopSignal,
         subscribers: Vec<Box<dyn crate::event::Subscriber>>,
     ) -> Vec<SuiteReport> {
+        run_services(engine, suites, Vec::new(), options, stop, subscribers).await
+    }
+
+    async fn run_services(
+        engine: Arc<MemoryEngine>,
+        suites: Vec<Suite>,
+        services: Vec<Service>,
+        options: ScheduleOptions,
+        stop: StopSignal,
+        subscribers: Vec<Box<dyn crate::event::Subscriber>>,
+    ) -> Vec<SuiteReport> {
         let jobs = options.jobs;
         let reports_dir = tempfile::tempdir().unwrap().keep();
         let ctx = RunContext {
@@ -359,9 +370,160 @@ mod tests {
             partition: None,
         });
         let mut hub = crate::event::Hub::new(subscribers);
-        let schedule = run_all(engine, suites, Arc::new(ctx), options, stop, events);
+        let schedule = run_with_services(
+            engine,
+            suites,
+            services,
+            Arc::new(ctx),
+            options,
+            stop,
+            events,
+        );
         tokio::join!(schedule, hub.follow(inbox));
         hub.finish().suites
+    }
+
+    /// A service whose script is `script` (see the memory engine), ready within `ready`.
+    fn service(name: &str, script: &[&str], ready: u64) -> Service {
+        Service {
+            name: name.into(),
+            description: String::new(),
+            image: "img".into(),
+            build: None,
+            command: (!script.is_empty()).then(|| script.iter().map(|s| s.to_string()).collect()),
+            env: Default::default(),
+            secret_env: Default::default(),
+            port: 8080,
+            ready: crate::config::ReadyCheck::Tcp,
+            ready_timeout: Duration::from_millis(ready),
+            endpoints: vec!["/a?b=c".into()],
+            policy: Default::default(),
+            tmpfs: Vec::new(),
+            source: "services/test.toml".into(),
+        }
+    }
+
+    fn needing(name: &str, millis: u64, services: &[&str]) -> Suite {
+        let mut suite = suite(name, &[&millis.to_string(), "0"]);
+        suite.needs = services.iter().map(|s| s.to_string()).collect();
+        suite.policy.network = crate::config::NetworkMode::Target;
+        suite
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_starts_once_and_its_suites_wait_until_it_is_ready() {
+        let engine = Arc::new(MemoryEngine::default());
+        let app = service("app", &["86400000", "0", "ready-after:3000"], 10_000);
+        let suites = vec![
+            needing("a", 1000, &["app"]),
+            needing("b", 1000, &["app"]),
+            suite("plain", &["1000", "0"]),
+        ];
+        let (names, subscriber) = event_names();
+        let reports = run_services(
+            engine.clone(),
+            suites,
+            vec![app],
+            options(3, 1),
+            StopSignal::default(),
+            vec![subscriber],
+        )
+        .await;
+        assert!(
+            reports.iter().all(|r| r.outcome == Outcome::Passed),
+            "{reports:?}"
+        );
+        assert_eq!(engine.services_started(), ["app"]);
+        let intervals = engine.intervals();
+        let start = |name: &str| intervals.iter().find(|i| i.suite == name).unwrap().start;
+        assert_eq!(start("a") - start("plain"), Duration::from_secs(3));
+        assert_eq!(start("b"), start("a"));
+        assert_eq!(engine.leftover(), 0, "the service was stopped and removed");
+        let names = names.lock().unwrap();
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+        assert!(at("service-ready") < at("suite-finished a"));
+        assert!(at("suite-finished b") < at("service-finished"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_suites_get_the_service_in_their_environment() {
+        let app = service("notes-db", &[], 1000);
+        let suite = needing("a", 10, &["notes-db"]);
+        let env: std::collections::BTreeMap<String, String> =
+            services::target_env(&suite, &[app]).into_iter().collect();
+        assert_eq!(env["PHALANX_TARGET_URL"], "http://notes-db:8080");
+        assert_eq!(env["PHALANX_TARGET_HOST"], "notes-db");
+        assert_eq!(env["PHALANX_TARGET_PORT"], "8080");
+        assert_eq!(
+            env["PHALANX_TARGET_ENDPOINTS"],
+            "http://notes-db:8080/\nhttp://notes-db:8080/a?b=c"
+        );
+        assert_eq!(env["PHALANX_SERVICE_NOTES_DB_URL"], "http://notes-db:8080");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_is_not_ready_or_exits_fails_only_its_suites() {
+        let engine = Arc::new(MemoryEngine::default());
+        let sleepy = service("sleepy", &["86400000", "0", "ready-after:100000"], 5000);
+        let dies = service("dies", &["10", "3", "ready-after:1000"], 5000);
+        let suites = vec![
+            needing("on-sleepy", 10, &["sleepy"]),
+            needing("on-dies", 10, &["dies"]),
+            suite("plain", &["10", "0"]),
+        ];
+        let reports = run_services(
+            engine.clone(),
+            suites,
+            vec![sleepy, dies],
+            options(2, 1),
+            StopSignal::default(),
+            vec![],
+        )
+        .await;
+        assert_eq!(
+            outcomes(&reports),
+            [
+                ("on-sleepy", Outcome::Error),
+                ("on-dies", Outcome::Error),
+                ("plain", Outcome::Passed)
+            ]
+        );
+        assert!(matches!(
+            &reports[0].cause,
+            Some(Cause::ServiceNotReady { service, last_failure, .. })
+                if service == "sleepy" && last_failure.contains("refused")
+        ));
+        assert!(matches!(
+            &reports[1].cause,
+            Some(Cause::ServiceExited { service, exit_code: Some(3), .. }) if service == "dies"
+        ));
+        let started: Vec<String> = engine.intervals().into_iter().map(|i| i.suite).collect();
+        assert_eq!(started, ["plain"]);
+        assert_eq!(engine.leftover(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_dies_while_its_suite_runs_makes_that_suite_an_error() {
+        let engine = Arc::new(MemoryEngine::default());
+        // Ready at once, gone after two seconds; the suite runs for five.
+        let brief = service("brief", &["2000", "137"], 1000);
+        let reports = run_services(
+            engine.clone(),
+            vec![needing("long", 5000, &["brief"])],
+            vec![brief],
+            options(1, 1),
+            StopSignal::default(),
+            vec![],
+        )
+        .await;
+        assert_eq!(reports[0].outcome, Outcome::Error);
+        assert!(matches!(
+            &reports[0].cause,
+            Some(Cause::ServiceExited {
+                exit_code: Some(137),
+                ..
+            })
+        ));
     }
 
     /// A suite whose image `image` is built from a (pretend) context when missing.
@@ -394,6 +556,9 @@ mod tests {
                     format!("{image} {outcome:?}")
                 }
                 EventKind::SuiteFinished(report) => report.name.clone(),
+                EventKind::ServiceStarted { .. }
+                | EventKind::ServiceReady { .. }
+                | EventKind::ServiceFinished { .. } => String::new(),
                 _ => String::new(),
             };
             kept.lock()

@@ -21,6 +21,7 @@ mod support;
 mod base_image;
 mod baselines;
 mod bundled_suites;
+mod dast;
 mod doctor;
 mod dry_run;
 mod e2e_scanners;
