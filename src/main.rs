@@ -185,8 +185,9 @@ struct ImagesArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     image_jobs: Option<u32>,
     /// Build Phalanx's own image instead (docker/phalanx/Dockerfile), holding this
-    /// statically linked binary and the current directory's suites/ and docker/: run it
-    /// from a checkout; scripts/phalanx-image builds the binary and then this.
+    /// statically linked binary and the current directory's suites/, services/ and
+    /// docker/: run it from a checkout; scripts/phalanx-image builds the binary and then
+    /// this.
     #[arg(long = "self", conflicts_with_all = ["names", "tags", "dir"])]
     self_image: bool,
     /// The tag of the image --self builds [default: phalanx/phalanx:<this version>].
