@@ -17,7 +17,7 @@
 //! itself; nothing else is ever addressed.
 
 use crate::hostile_probe::{PORT, listener_log, start_listener};
-use crate::runs::{self, assert_nothing_left, finished, probe_suite, read, wait_until_running};
+use crate::runs::{self, assert_nothing_left, finished, probe_suite, read};
 use crate::support::{self, Workspace, probe_image, unique};
 
 use std::io::Read as _;
@@ -308,21 +308,7 @@ async fn a_timed_out_or_interrupted_dynamic_suite_leaves_nothing_behind() {
     ws.service(&service, &listening_service(&image, ""));
     let needs = format!("needs = [{service:?}]\n[policy]\nnetwork = \"target\"");
     ws.suite(&slow, &probe_suite(&image, &["sleep", "600"], &needs));
-    let child = ws
-        .phalanx(["run", "--progress", "plain", "--target", "target"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_running(&slow).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
-    let run = finished(&ws, output);
-    assert_nothing_left(run.run_id()).await;
+    let run = runs::interrupted_while(&ws, &slow).await;
     assert_eq!(run.code, 130, "{}", run.stderr);
     assert_eq!(run.outcome(&slow), "cancelled");
     assert!(
