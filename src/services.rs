@@ -280,6 +280,10 @@ enum Ending {
     Released,
     /// It exited by itself, with this code (if known).
     Exited(Option<i64>),
+    /// It was still not ready when its time was up; the last check said this.
+    NotReady(String),
+    /// The readiness check itself could not run.
+    Unchecked(EngineError),
 }
 
 /// One service's life: image, start, readiness, serving, stop.
@@ -300,69 +304,15 @@ async fn serve<E: Engine>(
         Ok(false) => return shared.settle(&name, ServiceState::Stopped),
         Err(cause) => return fail(&shared, &name, not_started(cause), None),
     }
-    let spec = service_spec(&service, &shared.ctx);
     let log = log_path(&shared.ctx.reports_dir, &name);
-    let capture = match OutputCapture::create(&log, CaptureLimits::default()).await {
-        Ok(capture) => capture,
-        Err(e) => {
-            let cause = Cause::LogUnwritable {
-                path: log,
-                message: e.to_string(),
-            };
-            return fail(&shared, &name, not_started(cause), None);
-        }
+    let (id, pump) = match start(&shared, &service, users, &log).await {
+        Ok(started) => started,
+        Err(cause) => return fail(&shared, &name, not_started(cause), None),
     };
-    let engine = &*shared.engine;
-    let id = match engine.start_service(&spec).await {
-        Ok(id) => id,
-        Err(e) => return fail(&shared, &name, not_started(Cause::from(e)), None),
-    };
-    shared.events.send(EventKind::ServiceStarted {
-        name: name.clone(),
-        image: service.image.clone(),
-        suites: users,
-    });
-    let logs = crate::secrets::redact_registered(engine.logs(&id));
-    let pump = LogPump::spawn(logs, capture);
-    let exited = engine.wait(&id);
-    tokio::pin!(exited);
-    let clock = Instant::now();
-    let probe = ready_probe(&service, &shared.ctx);
-    let readiness = tokio::select! {
-        ready = engine.await_ready(&probe) => Some(ready),
-        status = &mut exited => {
-            let code = status.ok().map(|s| s.code);
-            let tail = stopped_tail(engine, &id, pump, &log).await;
-            let cause = Cause::ServiceExited { service: name.clone(), exit_code: code, log_tail: tail };
-            return fail(&shared, &name, cause, Some(log));
-        }
-        () = shared.stop.stopped() => None,
-        _ = &mut release => None,
-    };
-    let failure = match readiness {
-        None => None,
-        Some(Ok(Readiness::Ready)) => {
-            // Told before the suites can start, so events come in the order things happen.
-            shared.events.send(EventKind::ServiceReady {
-                name: name.clone(),
-                after: clock.elapsed(),
-            });
-            shared.settle(&name, ServiceState::Ready);
-            match serve_until_released(&shared, &mut exited, &mut release).await {
-                Ending::Released => None,
-                Ending::Exited(code) => Some(code),
-            }
-            .map(|code| (code, None))
-        }
-        Some(Ok(Readiness::NotReady { last_failure })) => Some((None, Some(last_failure))),
-        Some(Err(e)) => {
-            stopped_tail(engine, &id, pump, &log).await;
-            return fail(&shared, &name, not_started(Cause::from(e)), Some(log));
-        }
-    };
-    let tail = stopped_tail(engine, &id, pump, &log).await;
-    let cause = match failure {
-        None => {
+    let ending = until_the_end(&shared, &service, &id, &mut release).await;
+    let tail = stopped_tail(&*shared.engine, &id, pump, &log).await;
+    let cause = match ending {
+        Ending::Released => {
             shared.settle(&name, ServiceState::Stopped);
             shared.events.send(EventKind::ServiceFinished {
                 name,
@@ -371,19 +321,84 @@ async fn serve<E: Engine>(
             });
             return;
         }
-        Some((_, Some(last_failure))) => Cause::ServiceNotReady {
+        Ending::Exited(exit_code) => Cause::ServiceExited {
+            service: name.clone(),
+            exit_code,
+            log_tail: tail,
+        },
+        Ending::NotReady(last_failure) => Cause::ServiceNotReady {
             service: name.clone(),
             limit: service.ready_timeout,
             last_failure,
             log_tail: tail,
         },
-        Some((exit_code, None)) => Cause::ServiceExited {
-            service: name.clone(),
-            exit_code,
-            log_tail: tail,
-        },
+        Ending::Unchecked(e) => not_started(Cause::from(e)),
     };
     fail(&shared, &name, cause, Some(log));
+}
+
+/// Starts the service's container and follows its output into `log`.
+async fn start<E: Engine>(
+    shared: &Shared<E>,
+    service: &Service,
+    users: Vec<String>,
+    log: &Path,
+) -> Result<(String, LogPump), Cause> {
+    let capture = OutputCapture::create(log, CaptureLimits::default())
+        .await
+        .map_err(|e| Cause::LogUnwritable {
+            path: log.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let engine = &*shared.engine;
+    let id = engine
+        .start_service(&service_spec(service, &shared.ctx))
+        .await
+        .map_err(Cause::from)?;
+    shared.events.send(EventKind::ServiceStarted {
+        name: service.name.clone(),
+        image: service.image.clone(),
+        suites: users,
+    });
+    let logs = crate::secrets::redact_registered(engine.logs(&id));
+    Ok((id, LogPump::spawn(logs, capture)))
+}
+
+/// Waits for the service to get ready, then serves until no suite needs it, the run stops,
+/// or it exits by itself (it may do that at any moment, ready or not).
+async fn until_the_end<E: Engine>(
+    shared: &Shared<E>,
+    service: &Service,
+    id: &str,
+    release: &mut oneshot::Receiver<()>,
+) -> Ending {
+    let engine = &*shared.engine;
+    let exited = engine.wait(id);
+    tokio::pin!(exited);
+    let clock = Instant::now();
+    let probe = ready_probe(service, &shared.ctx);
+    let readiness = tokio::select! {
+        ready = engine.await_ready(&probe) => ready,
+        status = &mut exited => return Ending::Exited(status.ok().map(|s| s.code)),
+        () = shared.stop.stopped() => return Ending::Released,
+        _ = &mut *release => return Ending::Released,
+    };
+    match readiness {
+        Ok(Readiness::Ready) => {}
+        Ok(Readiness::NotReady { last_failure }) => return Ending::NotReady(last_failure),
+        Err(e) => return Ending::Unchecked(e),
+    }
+    // Told before the suites can start, so events come in the order things happen.
+    shared.events.send(EventKind::ServiceReady {
+        name: service.name.clone(),
+        after: clock.elapsed(),
+    });
+    shared.settle(&service.name, ServiceState::Ready);
+    tokio::select! {
+        status = &mut exited => Ending::Exited(status.ok().map(|s| s.code)),
+        () = shared.stop.stopped() => Ending::Released,
+        _ = release => Ending::Released,
+    }
 }
 
 /// Waits until the service's image can be used: `Ok(false)` when the run stopped or no
@@ -409,22 +424,6 @@ async fn image_ready<E>(
             () = shared.stop.stopped() => return Ok(false),
             _ = &mut *release => return Ok(false),
         }
-    }
-}
-
-/// Serves until no suite needs the service, the run stops, or it exits by itself.
-async fn serve_until_released<E, F>(
-    shared: &Shared<E>,
-    exited: &mut std::pin::Pin<&mut F>,
-    release: &mut oneshot::Receiver<()>,
-) -> Ending
-where
-    F: std::future::Future<Output = Result<crate::engine::ExitStatus, EngineError>>,
-{
-    tokio::select! {
-        status = exited.as_mut() => Ending::Exited(status.ok().map(|s| s.code)),
-        () = shared.stop.stopped() => Ending::Released,
-        _ = release => Ending::Released,
     }
 }
 
