@@ -37,6 +37,7 @@ pub mod scans;
 pub mod schedule;
 pub mod secrets;
 pub mod self_image;
+pub mod services;
 pub mod stop;
 pub mod store;
 pub mod target;

@@ -188,8 +188,9 @@ struct ImagesArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     image_jobs: Option<u32>,
     /// Build Phalanx's own image instead (docker/phalanx/Dockerfile), holding this
-    /// statically linked binary and the current directory's suites/ and docker/: run it
-    /// from a checkout; scripts/phalanx-image builds the binary and then this.
+    /// statically linked binary and the current directory's suites/, services/ and
+    /// docker/: run it from a checkout; scripts/phalanx-image builds the binary and then
+    /// this.
     #[arg(long = "self", conflicts_with_all = ["names", "tags", "dir"])]
     self_image: bool,
     /// The tag of the image --self builds [default: phalanx/phalanx:<this version>].
@@ -451,8 +452,40 @@ fn list(project: &ProjectConfig, dir: &SuitesDir, tags: &[String]) -> Result<Exi
         .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
         .collect();
     print!("{}", suite_table(&shown));
+    if !loaded.services.is_empty() {
+        println!();
+        print!("{}", service_table(&loaded.services, &loaded.suites));
+    }
     print_config_errors(&loaded.errors);
     Ok(exit_for_errors(&loaded.errors))
+}
+
+/// The services, each with the suites that need it: `phalanx list`.
+fn service_table(services: &[config::Service], suites: &[Suite]) -> String {
+    let rows: Vec<[String; 4]> = services
+        .iter()
+        .map(|service| {
+            let users: Vec<&str> = suites
+                .iter()
+                .filter(|s| s.needs.contains(&service.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            let users = match users.is_empty() {
+                true => "-".to_string(),
+                false => users.join(","),
+            };
+            [
+                service.name.clone(),
+                phalanx::services::url(service),
+                service.image.clone(),
+                users,
+            ]
+        })
+        .collect();
+    aligned(
+        ["SERVICE", "URL", "IMAGE", "NEEDED BY"].map(String::from),
+        &rows,
+    )
 }
 
 fn suite_table(suites: &[&Suite]) -> String {
@@ -468,6 +501,11 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let header = ["NAME", "TAGS", "IMAGE", "DESCRIPTION"].map(String::from);
+    aligned(header, &rows)
+}
+
+/// Rows under a header, each column as wide as its widest cell but the last.
+fn aligned(header: [String; 4], rows: &[[String; 4]]) -> String {
     let widths: Vec<usize> = (0..3)
         .map(|i| {
             rows.iter()
@@ -478,7 +516,7 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line = format!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
             row[0],
@@ -499,10 +537,17 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
     let loaded = load_suites(project, dir)?;
     print_config_errors(&loaded.errors);
     let count = loaded.suites.len();
+    let services = match loaded.services.len() {
+        0 => String::new(),
+        n => format!(", {n} service(s)"),
+    };
     if loaded.errors.is_empty() {
-        println!("{count} suite(s) valid");
+        println!("{count} suite(s) valid{services}");
     } else {
-        eprintln!("{} error(s); {count} suite(s) valid", loaded.errors.len());
+        eprintln!(
+            "{} error(s); {count} suite(s) valid{services}",
+            loaded.errors.len()
+        );
     }
     Ok(exit_for_errors(&loaded.errors))
 }
@@ -526,7 +571,9 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
-    let jobs = images::jobs(&suites);
+    let mut jobs = images::jobs(&suites);
+    let needed = phalanx::services::needed(&suites, &loaded.services);
+    images::add_service_jobs(&mut jobs, &needed);
     let image_jobs = image_jobs(args.image_jobs, project);
     let done = images::build_all(
         Arc::new(engine),
@@ -609,6 +656,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
     let loaded =
         config::load_suites(&suites_dir, config).map_err(|e| Failure::Usage(e.to_string()))?;
     print_config_errors(&loaded.errors);
+    let services = loaded.services.clone();
     let wanted = Wanted {
         names: args.names.clone(),
         tags: args.tags.clone(),
@@ -694,6 +742,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         invalid_suites,
         history,
         partition: args.partition.map(|p| p.to_string()),
+        services,
     };
     if let Some(format) = args.dry_run {
         return Ok(dry_run(&plan, format).await);

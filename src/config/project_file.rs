@@ -39,6 +39,8 @@ struct RawProject {
     projects: Option<BTreeMap<Name, RawProjectSpec>>,
     alerts: Option<RawAlerts>,
     alerts_deadline: Option<Timeout>,
+    services_dir: Option<PathText>,
+    services: Option<Vec<toml::Spanned<super::service_file::RawService>>>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -85,8 +87,11 @@ pub fn parse_project(path: &Path, text: &str) -> Result<ProjectConfig, ConfigErr
     }
     let first =
         |errors: Vec<ConfigError>| errors.into_iter().next().expect("errors are never empty");
-    let raw: RawProject = src.deserialize_all(root).map_err(first)?;
-    Ok(resolve(raw, path.parent().unwrap_or(Path::new(""))))
+    let mut raw: RawProject = src.deserialize_all(root).map_err(first)?;
+    let inline = raw.services.take().unwrap_or_default();
+    let mut project = resolve(raw, path.parent().unwrap_or(Path::new("")));
+    project.services = super::service_file::resolve_inline(inline, &src, &project)?;
+    Ok(project)
 }
 
 fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
@@ -131,5 +136,7 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
             .target_max_size
             .map_or(defaults.target_max_size, |s| s.0),
         alerts: AlertSettings::resolve(raw.alerts, raw.alerts_deadline),
+        services_dir: raw.services_dir.map(|d| folder.join(d.0)),
+        services: Vec::new(),
     }
 }

@@ -172,6 +172,7 @@ mod tests {
     fn loaded(suites: Vec<Suite>) -> LoadedSuites {
         LoadedSuites {
             suites,
+            services: Vec::new(),
             errors: Vec::new(),
         }
     }

@@ -463,6 +463,7 @@ impl Scans {
                 shared_slots: Some(self.inner.slots.clone()),
             },
             suites,
+            services: loaded.services.clone(),
             invalid_suites: invalid,
             history: opened.history,
             partition: None,

@@ -24,6 +24,7 @@ mod alerts;
 mod base_image;
 mod baselines;
 mod bundled_suites;
+mod dast;
 mod doctor;
 mod dry_run;
 mod e2e_scanners;
