@@ -803,8 +803,16 @@
         h('td', { class: 'suite-state' }, badge(st, SUITE_WORDS[st] || outcomeWord(st))),
         h('td', { text: duration(entry.duration) }),
         h('td', { text: entry.attempts ? String(entry.attempts) + (entry.flaky ? ' (flaky)' : '') : '–' }),
-        h('td', null, entry.findings ? severityChips(entry.findings) : h('span', { class: 'muted', text: '–' })),
+        h('td', null, suiteFindings(entry)),
         h('td', { class: 'reason', text: entry.reason || '' }));
+    }
+
+    function suiteFindings(entry) {
+      if (entry.findings) return severityChips(entry.findings);
+      if (entry.hasFindings && typeof entry.blocking === 'number') {
+        return h('span', { text: `${entry.blocking} at or above ${entry.failOn || 'its threshold'}` });
+      }
+      return h('span', { class: 'muted', text: entry.hasFindings ? 'listed below' : '–' });
     }
 
     function setSuite(name, fields) {
@@ -853,9 +861,11 @@
       run.detail = detail;
       facts.replaceChildren(runFacts(detail, signal));
       for (const sv of detail.suites || []) {
+        // The counts per severity come with the live events only; a stored suite says
+        // how many findings blocked it.
         setSuite(sv.name, {
           state: sv.state, duration: sv.duration, attempts: sv.attempts, flaky: sv.flaky,
-          findings: null, reason: sv.reason || '',
+          reason: sv.reason || '', hasFindings: sv.has_findings, blocking: sv.blocking, failOn: sv.fail_on,
         });
       }
       outcome.replaceChildren(h('p', null, 'Outcomes: ', outcomeChips(detail.outcomes), ' · findings: ',
