@@ -34,6 +34,30 @@ pub fn chromium() -> Option<PathBuf> {
         })
 }
 
+/// Headless, with none of the browser's own background traffic (updates, sync, safe
+/// browsing, translation…); whatever still tries to go out meets a closed port on
+/// loopback, the proxy every request not for loopback is sent to.
+pub const HEADLESS_OFFLINE: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-breakpad",
+    "--no-pings",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,SpellCheck",
+    "--proxy-server=127.0.0.1:9",
+];
+
 /// How long one protocol command may take before the test gives up on the browser.
 const COMMAND_WAIT: Duration = Duration::from_secs(60);
 
@@ -46,41 +70,25 @@ pub struct Browser {
     pub events: Vec<Value>,
     /// Where chromium's own log goes, for failure messages.
     pub log: PathBuf,
+    /// The profile and the log; removed after the browser has exited (fields drop after
+    /// `Drop::drop`).
+    _dir: tempfile::TempDir,
 }
 
 impl Browser {
-    /// Starts chromium headless with its profile under `work`.
-    pub fn start(bin: &Path, work: &Path) -> Browser {
-        let profile = work.join("profile");
-        let log = work.join("chromium.log");
+    /// Starts chromium headless with a profile of its own.
+    pub fn start(bin: &Path) -> Browser {
+        let dir = tempfile::tempdir().expect("a profile directory");
+        let profile = dir.path().join("profile");
+        let log = dir.path().join("chromium.log");
         let stderr = std::fs::File::create(&log).expect("chromium's log file");
         let mut child = Command::new("sh")
             // fd 3 <- our stdin pipe, fd 4 -> our stdout pipe; chromium's own stdout joins
             // its stderr in the log.
             .args(["-c", "exec \"$0\" \"$@\" 3<&0 4>&1 </dev/null >&2"])
             .arg(bin)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-                "--mute-audio",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--disable-extensions",
-                "--disable-breakpad",
-                "--no-pings",
-                "--disable-domain-reliability",
-                "--disable-client-side-phishing-detection",
-                "--disable-features=Translate,OptimizationHints,MediaRouter,SpellCheck,InterestFeedContentSuggestions",
-                "--proxy-server=127.0.0.1:9",
-                "--window-size=1280,900",
-                "--remote-debugging-pipe",
-            ])
+            .args(HEADLESS_OFFLINE)
+            .args(["--window-size=1280,900", "--remote-debugging-pipe"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::piped())
@@ -118,6 +126,7 @@ impl Browser {
             next_id: 0,
             events: Vec::new(),
             log,
+            _dir: dir,
         }
     }
 

@@ -61,6 +61,37 @@ async fn workspace() -> Workspace {
     ws
 }
 
+/// The browser, or `None` after saying why the test is skipped.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        eprintln!(
+            "skipping the dashboard browser test: no chromium found (apt-get install chromium, or set PHALANX_CHROMIUM)"
+        );
+    }
+    found
+}
+
+/// A server for `ws` and a browser tab on its dashboard's page.
+struct Visit {
+    server: Server,
+    browser: Browser,
+    tab: String,
+}
+
+fn visit(bin: &std::path::Path, ws: Workspace) -> Visit {
+    let config = projects_toml(&ws, "");
+    let server = Server::start(ws, &config);
+    let mut browser = Browser::start(bin);
+    let tab = browser.tab(WIDTH, 900);
+    browser.navigate(&tab, &server.url("/"));
+    Visit {
+        server,
+        browser,
+        tab,
+    }
+}
+
 /// Records every `data-state` a suite row of the page leaves (the value it had before
 /// each change), so a state held for a moment between two polls is still seen.
 const WATCH_SUITES: &str = r#"
@@ -132,21 +163,16 @@ fn wait_run_shown(browser: &mut Browser, tab: &str, suites: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stays_text() {
-    let Some(bin) = chromium() else {
-        eprintln!(
-            "skipping the dashboard browser test: no chromium found (apt-get install chromium, or set PHALANX_CHROMIUM)"
-        );
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
-    let ws = workspace().await;
-    let config = projects_toml(&ws, "");
-    let server = Server::start(ws, &config);
-    let work = tempfile::tempdir().unwrap();
-    let mut browser = Browser::start(&bin, work.path());
-    let tab = browser.tab(WIDTH, 900);
+    let Visit {
+        server,
+        mut browser,
+        tab,
+    } = visit(&bin, workspace().await);
 
     // Sign in: the token goes to sessionStorage, the projects appear.
-    browser.navigate(&tab, &server.url("/"));
     browser.wait_for(
         &tab,
         "!!document.querySelector('#login #token')",
@@ -340,20 +366,15 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_event_stream_parser_follows_the_html_standard() {
-    let Some(bin) = chromium() else {
-        eprintln!(
-            "skipping: no chromium found (apt-get install chromium, or set PHALANX_CHROMIUM)"
-        );
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
-    // No run needed: only the page's script, from a server with no project.
-    let ws = Workspace::new();
-    let config = projects_toml(&ws, "");
-    let server = Server::start(ws, &config);
-    let work = tempfile::tempdir().unwrap();
-    let mut browser = Browser::start(&bin, work.path());
-    let tab = browser.tab(WIDTH, 900);
-    browser.navigate(&tab, &server.url("/"));
+    // No run needed: only the page's script.
+    let Visit {
+        server: _server,
+        mut browser,
+        tab,
+    } = visit(&bin, Workspace::new());
     browser.wait_for(
         &tab,
         "!!window.phalanxDashboard",
