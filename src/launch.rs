@@ -151,6 +151,12 @@ pub async fn run(
         target_max_size,
         show_copy_progress,
     } = launch;
+    if let Some(reason) = stop.reason() {
+        // Stopped before it began (a queued run cancelled): nothing to start or clean.
+        let cause = Cause::NotStarted { reason };
+        let report = run::not_started(&plan, &cause, followers.always);
+        return finish(report, paths, &facts, recorder, notes);
+    }
     let engine = match engine {
         Ok(engine) => engine,
         Err(cause) => {

@@ -31,6 +31,7 @@ pub mod report;
 pub mod retries;
 pub mod run;
 pub mod runner;
+pub mod scans;
 pub mod schedule;
 pub mod secrets;
 pub mod self_image;

@@ -675,8 +675,10 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         .or(project.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (mut recorder, history) = open_store(project, &args);
-    let facts =
-        store::RunFacts::gather(&target, store::Selection::new(&wanted.names, &wanted.tags));
+    let facts = store::RunFacts {
+        project: args.project.clone(),
+        ..store::RunFacts::gather(&target, store::Selection::new(&wanted.names, &wanted.tags))
+    };
     let run_id = run::new_run_id();
     let plan = RunPlan {
         run_id: run_id.clone(),

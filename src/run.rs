@@ -13,7 +13,7 @@ use crate::outcome::{InvalidSuite, Outcome, RunReport, SuiteReport};
 use crate::plan;
 use crate::runner::RunContext;
 use crate::schedule::{self, ScheduleOptions};
-use crate::stop::StopSignal;
+use crate::stop::{StopReason, StopSignal};
 
 pub struct RunPlan {
     pub run_id: String,
@@ -103,8 +103,10 @@ fn run_started(plan: &RunPlan) -> EventKind {
     }
 }
 
-/// A run that cannot start any suite (no engine answers): every suite ends with `cause`,
-/// told to `subscribers` like any run.
+/// A run that cannot start any suite (no engine answers, or it was cancelled while
+/// queued): every suite ends with `cause`, told to `subscribers` like any run. The
+/// outcome is what the cause makes it: cancelled or skipped for a run stopped before it
+/// began, an error otherwise.
 pub fn not_started(
     plan: &RunPlan,
     cause: &Cause,
@@ -112,13 +114,15 @@ pub fn not_started(
 ) -> RunReport {
     let mut hub = Hub::new(subscribers);
     hub.publish(run_started(plan));
+    let outcome = match cause {
+        Cause::NotStarted {
+            reason: StopReason::FailFast { .. },
+        } => Outcome::Skipped,
+        Cause::NotStarted { .. } => Outcome::Cancelled,
+        _ => Outcome::Error,
+    };
     for suite in &plan.suites {
-        let report = SuiteReport::not_run(
-            &suite.name,
-            &suite.image,
-            Outcome::Error,
-            Some(cause.clone()),
-        );
+        let report = SuiteReport::not_run(&suite.name, &suite.image, outcome, Some(cause.clone()));
         hub.publish(EventKind::SuiteFinished(Box::new(report)));
     }
     hub.finish()

@@ -64,6 +64,7 @@ fn big_suite() -> phalanx::config::Suite {
 
 fn facts(dir: &Path) -> RunFacts {
     RunFacts {
+        project: None,
         target: dir.join("target"),
         selection: Selection::default(),
         git: None,

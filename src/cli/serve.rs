@@ -11,7 +11,9 @@ use phalanx::config::ProjectConfig;
 use phalanx::exit;
 use phalanx::server::{DEFAULT_LISTEN, Server, ServerSettings};
 
-use super::{Failure, StoreArg, store_settings};
+use phalanx::stop::Signal;
+
+use super::{Failure, StoreArg, image_jobs, store_settings};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -19,6 +21,13 @@ pub struct ServeArgs {
     /// the API to the network: put it behind a TLS reverse proxy (README).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Engine slots shared by every run (a suite takes `weight` of them) [default: from
+    /// phalanx.toml, else the number of CPUs].
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
+    /// Image builds at once, apart from the slots [default: from phalanx.toml, else 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    image_jobs: Option<u32>,
     #[command(flatten)]
     store: StoreArg,
 }
@@ -51,9 +60,16 @@ pub async fn serve(project: ProjectConfig, args: ServeArgs) -> Result<ExitCode, 
             "warning: phalanx.toml lists no [[tokens]]: every API request will be refused (make one with `phalanx token new`)"
         );
     }
+    let jobs = args
+        .jobs
+        .map(|n| n as usize)
+        .or(project.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let settings = ServerSettings {
         listen: args.listen,
-        store: store_settings(&project, &args.store).path,
+        store: store_settings(&project, &args.store),
+        jobs,
+        image_jobs: image_jobs(args.image_jobs, &project),
         config: project,
     };
     let server = Server::bind(settings)
@@ -73,7 +89,7 @@ pub async fn serve(project: ProjectConfig, args: ServeArgs) -> Result<ExitCode, 
 }
 
 /// The first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+async fn shutdown_signal() -> Signal {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -82,10 +98,12 @@ async fn shutdown_signal() {
         // Without signal handlers the server can only be killed; it still serves.
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = int.recv() => eprintln!("phalanx: SIGINT: stopping"),
-        _ = term.recv() => eprintln!("phalanx: SIGTERM: stopping"),
-    }
+    let signal = tokio::select! {
+        _ = int.recv() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
+    };
+    eprintln!("phalanx: {signal}: stopping the runs under way, then the server");
+    signal
 }
 
 pub fn token(project: &ProjectConfig, command: TokenCommand) -> Result<ExitCode, Failure> {

@@ -15,13 +15,17 @@ use super::AppState;
 use super::auth::Caller;
 use super::problem::Problem;
 use super::readers::ReadError;
+use super::views::run_url;
 use super::views::{
     FindingPage, FindingState, FindingView, Health, RunDetailView, RunLinks, RunPage, RunView,
     SuiteView,
 };
-use crate::access::Action;
+use crate::access::{Action, Scope};
 use crate::findings::Severity;
-use crate::store::pages::{self, FindingCursor, FindingQuery, RunCursor, RunQuery};
+use crate::store::live::{LiveRun, LiveState};
+use crate::store::pages::{
+    self, FindingCursor, FindingQuery, Listed, Projects, RunCursor, RunQuery,
+};
 use crate::store::{RunSummary, Store};
 
 /// The report files of a run the API serves, by name; nothing else is ever read.
@@ -54,7 +58,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
     }
 }
 
-fn read_problem(e: ReadError) -> Problem {
+pub(super) fn read_problem(e: ReadError) -> Problem {
     match e {
         ReadError::NotFound(detail) => Problem::not_found("no-such-run", detail),
         ReadError::Store(e) => Problem::store(e.to_string()),
@@ -63,7 +67,7 @@ fn read_problem(e: ReadError) -> Problem {
 
 /// 404 for a run that does not exist and for one the token may not see alike, so that a
 /// token learns nothing of other projects' runs.
-fn no_such_run(run_id: &str) -> Problem {
+pub(super) fn no_such_run(run_id: &str) -> Problem {
     Problem::not_found("no-such-run", format!("no run `{run_id}`"))
 }
 
@@ -81,38 +85,85 @@ fn check_run_id(run_id: &str) -> Result<(), Problem> {
     }
 }
 
-/// The project a stored run belongs to (`None` before runs had projects).
-fn project_of(run: &RunSummary) -> Option<String> {
-    let _ = run;
-    None
+/// A run, wherever it is now.
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// Queued or running on this server.
+    Live(LiveRun),
+    /// Recorded whole.
+    Recorded(Box<RunSummary>),
+    /// Cut off before it could be recorded: queued when the server stopped, or running
+    /// when it died.
+    Cut(LiveRun),
 }
 
-/// The stored run `run_id`, if the caller may see it.
-async fn visible_run(
-    state: &AppState,
-    caller: &Caller,
-    run_id: &str,
-) -> Result<RunSummary, Problem> {
+impl Located {
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Located::Live(l) | Located::Cut(l) => Some(&l.project),
+            Located::Recorded(r) => r.project.as_deref(),
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        match self {
+            Located::Live(l) | Located::Cut(l) => &l.run_id,
+            Located::Recorded(r) => &r.run_id,
+        }
+    }
+}
+
+/// The run `run_id`, if the caller may see it; 404 otherwise, whichever the reason.
+pub async fn locate(state: &AppState, caller: &Caller, run_id: &str) -> Result<Located, Problem> {
     check_run_id(run_id)?;
-    let id = run_id.to_string();
-    let found = state
-        .readers()
-        .read(move |store: &Store| exact_run(store, &id))
-        .await
-        .map_err(read_problem)?;
+    let found = match state.scans().live_run(run_id) {
+        Some(live) => Some(Located::Live(live)),
+        None => {
+            let id = run_id.to_string();
+            state
+                .readers()
+                .read(move |store: &Store| {
+                    if let Some(run) = store.run_by_id(&id)? {
+                        return Ok(Some(Located::Recorded(Box::new(run))));
+                    }
+                    Ok(store.live_run(&id)?.map(Located::Cut))
+                })
+                .await
+                .map_err(read_problem)?
+        }
+    };
     match found {
-        Some(run) if caller.sees_run_of(project_of(&run).as_deref()) => Ok(run),
+        Some(run) if caller.sees_run_of(run.project()) => Ok(run),
         _ => Err(no_such_run(run_id)),
     }
 }
 
-/// Only a whole run id names a run here: prefixes and `last` are the CLI's shorthands.
-fn exact_run(store: &Store, run_id: &str) -> Result<Option<RunSummary>, ReadError> {
-    match store.resolve(run_id) {
-        Ok(run) if run.run_id == run_id => Ok(Some(run)),
-        Ok(_) => Ok(None),
-        Err(crate::store::QueryError::Store(e)) => Err(ReadError::Store(e)),
-        Err(_) => Ok(None),
+/// The recorded run `run_id`: 409 while it is live (its findings and reports come when
+/// it is recorded), 404 when it was cut off before that.
+async fn recorded(state: &AppState, caller: &Caller, run_id: &str) -> Result<RunSummary, Problem> {
+    match locate(state, caller, run_id).await? {
+        Located::Recorded(run) => Ok(*run),
+        Located::Live(live) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "run-not-finished",
+            format!(
+                "run `{}` is {}: its findings and reports are there once it ends (follow {}/events)",
+                live.run_id,
+                if live.state == LiveState::Queued {
+                    "queued"
+                } else {
+                    "running"
+                },
+                run_url(&live.run_id)
+            ),
+        )),
+        Located::Cut(cut) => Err(Problem::not_found(
+            "run-not-recorded",
+            format!(
+                "run `{}` was stopped with the server before it could finish: it has events, but no findings or reports",
+                cut.run_id
+            ),
+        )),
     }
 }
 
@@ -145,6 +196,15 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, Problem> {
     caller.require_all_projects()?;
+    let latest = state
+        .readers()
+        .read(|store: &Store| Ok(store.latest_findings()?))
+        .await
+        // The rest of the metrics are worth a scrape without the store's part.
+        .ok();
+    state
+        .metrics()
+        .set_state(&state.scans().status(), latest.as_deref());
     let text = state.metrics().encode();
     Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
@@ -192,7 +252,16 @@ pub async fn runs(
         .map(str::parse::<RunCursor>)
         .transpose()
         .map_err(|e| Problem::bad_request("bad-cursor", e.to_string()))?;
-    let query = RunQuery { limit, after };
+    let projects = match (&params.project, caller.scope()) {
+        (Some(project), _) => Projects::Only(vec![project.clone()]),
+        (None, Scope::All) => Projects::All,
+        (None, Scope::Only(names)) => Projects::Only(names.iter().cloned().collect()),
+    };
+    let query = RunQuery {
+        limit,
+        after,
+        projects,
+    };
     let page = state
         .readers()
         .read(move |store: &Store| Ok(store.runs_page(&query)?))
@@ -201,8 +270,10 @@ pub async fn runs(
     let runs = page
         .items
         .iter()
-        .filter(|r| caller.sees_run_of(project_of(r).as_deref()))
-        .map(|r| RunView::finished(r, project_of(r)))
+        .map(|listed| match listed {
+            Listed::Recorded(r) => RunView::finished(r),
+            Listed::Live(l) => RunView::live(l),
+        })
         .collect();
     Ok(Json(RunPage {
         runs,
@@ -241,16 +312,28 @@ pub async fn run(
     Path(run_id): Path<String>,
 ) -> Result<Json<RunDetailView>, Problem> {
     caller.require_role(Action::Read)?;
-    let summary = visible_run(&state, &caller, &run_id).await?;
+    let located = locate(&state, &caller, &run_id).await?;
+    let summary = match located {
+        Located::Recorded(summary) => *summary,
+        Located::Live(live) | Located::Cut(live) => {
+            let events = state.scans().events(&live.run_id, None);
+            let lines: Vec<_> = events.map(|e| e.replay).unwrap_or_default();
+            return Ok(Json(RunDetailView {
+                links: RunLinks::of(&live.run_id, false),
+                run: RunView::live(&live),
+                suites: super::views::suites_of_events(&lines),
+                baseline: None,
+            }));
+        }
+    };
     let detail = state
         .readers()
         .read(move |store: &Store| Ok(store.detail(summary)?))
         .await
         .map_err(read_problem)?;
-    let project = project_of(&detail.run);
     Ok(Json(RunDetailView {
         links: RunLinks::of(&detail.run.run_id, true),
-        run: RunView::finished(&detail.run, project),
+        run: RunView::finished(&detail.run),
         suites: detail.suites.iter().map(SuiteView::from).collect(),
         baseline: detail.baseline.map(|b| super::views::BaselineView {
             source: b.source,
@@ -301,7 +384,7 @@ pub async fn findings(
 ) -> Result<Json<FindingPage>, Problem> {
     caller.require_role(Action::Read)?;
     let query = finding_query(&params)?;
-    let run = visible_run(&state, &caller, &run_id).await?;
+    let run = recorded(&state, &caller, &run_id).await?;
     let seq = run.seq;
     let page = state
         .readers()
@@ -396,7 +479,7 @@ pub async fn report(
             format!("a run's reports are {}", REPORTS.join(", ")),
         ));
     };
-    let run = visible_run(&state, &caller, &run_id).await?;
+    let run = recorded(&state, &caller, &run_id).await?;
     // Only a fixed name under a run id the store holds: the request chooses no path.
     let path = reports_dir(&state, &run)
         .join("runs")
@@ -417,10 +500,15 @@ pub async fn report(
         .into_response())
 }
 
-/// Where the run's project writes its reports.
+/// Where the run's project writes its reports (the scan service writes each run's under
+/// `<reports>/runs/<run id>/`).
 fn reports_dir(state: &AppState, run: &RunSummary) -> std::path::PathBuf {
-    let _ = run;
-    state.config().reports_dir.clone()
+    let config = state.config();
+    run.project
+        .as_deref()
+        .and_then(|p| config.projects.get(p))
+        .and_then(|spec| spec.reports_dir.clone())
+        .unwrap_or_else(|| config.reports_dir.clone())
 }
 
 fn report_type(name: &str) -> &'static str {
@@ -429,31 +517,4 @@ fn report_type(name: &str) -> &'static str {
         "results.sarif" => "application/sarif+json",
         _ => "application/json",
     }
-}
-
-/// Placeholders until the scan service is wired in.
-#[utoipa::path(get, path = "/projects", tag = "runs", security(("bearer" = [])),
-    responses((status = 200, description = "The projects the token sees")))]
-pub async fn projects() -> Result<Response, Problem> {
-    Err(Problem::internal("not yet"))
-}
-
-#[utoipa::path(post, path = "/projects/{project}/runs", tag = "runs", security(("bearer" = [])),
-    params(("project" = String, Path, description = "The project")),
-    responses((status = 202, description = "Queued")))]
-pub async fn trigger() -> Result<Response, Problem> {
-    Err(Problem::internal("not yet"))
-}
-
-#[utoipa::path(post, path = "/runs/{run_id}/cancel", tag = "runs", security(("bearer" = [])),
-    params(("run_id" = String, Path, description = "The run's id")),
-    responses((status = 202, description = "Stopping")))]
-pub async fn cancel() -> Result<Response, Problem> {
-    Err(Problem::internal("not yet"))
-}
-
-#[utoipa::path(get, path = "/queue", tag = "runs", security(("bearer" = [])),
-    responses((status = 200, description = "The queue")))]
-pub async fn queue() -> Result<Response, Problem> {
-    Err(Problem::internal("not yet"))
 }

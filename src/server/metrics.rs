@@ -13,8 +13,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::event::{Event, EventKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::exit;
 use crate::findings::Severity;
+use crate::scans::{QueueStatus, ScanEvent, Scans};
+use crate::store::pages::FindingState;
 
 /// The `Content-Type` of a scrape.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -64,8 +73,11 @@ pub struct Metrics {
     suite_duration: Family<SuiteLabels, Histogram, fn() -> Histogram>,
     findings: Family<FindingLabels, Gauge>,
     queue_depth: Family<ProjectLabels, Gauge>,
-    running_suites: Family<ProjectLabels, Gauge>,
+    running_suites: Gauge,
+    running_runs: Gauge,
     store_errors: Counter,
+    /// The scan service's own count of store failures when last scraped.
+    scans_store_errors: AtomicU64,
     webhook_deliveries: Family<ResultLabels, Counter>,
 }
 
@@ -105,11 +117,17 @@ impl Metrics {
             "Runs waiting for engine slots, by project",
             queue_depth.clone(),
         );
-        let running_suites = Family::<ProjectLabels, Gauge>::default();
+        let running_suites = Gauge::default();
         registry.register(
             "running_suites",
-            "Suites running now, by project",
+            "Suites with a container now, over every run",
             running_suites.clone(),
+        );
+        let running_runs = Gauge::default();
+        registry.register(
+            "running_runs",
+            "Runs going on now, over every project",
+            running_runs.clone(),
         );
         let store_errors = Counter::default();
         registry.register(
@@ -131,35 +149,44 @@ impl Metrics {
             findings,
             queue_depth,
             running_suites,
+            running_runs,
             store_errors,
+            scans_store_errors: AtomicU64::new(0),
             webhook_deliveries,
         }
     }
 
-    /// Follows one event of a run of `project`.
-    pub fn observe(&self, project: &str, event: &Event) {
-        match &event.kind {
-            EventKind::SuiteFinished(report) => {
-                let labels = SuiteLabels {
-                    project: project.to_string(),
-                    suite: report.name.clone(),
+    /// Follows one event of a served run (its JSON line, as the event log writes it).
+    pub fn observe(&self, event: &ScanEvent) {
+        let kind = event.line.kind.as_str();
+        if kind != "suite-finished" && kind != "run-finished" {
+            return;
+        }
+        let Ok(line) = serde_json::from_str::<Value>(&event.line.body) else {
+            return;
+        };
+        let project = event.project.clone();
+        match kind {
+            "suite-finished" => {
+                let (Some(suite), Some(secs)) = (line["suite"].as_str(), line["duration"].as_f64())
+                else {
+                    return;
                 };
-                self.suite_duration
-                    .get_or_create(&labels)
-                    .observe(report.duration.as_secs_f64());
+                let labels = SuiteLabels {
+                    project,
+                    suite: suite.to_string(),
+                };
+                self.suite_duration.get_or_create(&labels).observe(secs);
             }
-            EventKind::RunFinished {
-                exit_code,
-                interrupted,
-                ..
-            } => {
+            _ => {
+                let exit_code = line["exit_code"].as_u64().unwrap_or(u64::from(exit::INFRA));
+                let exit_code = u8::try_from(exit_code).unwrap_or(exit::INFRA);
                 let labels = RunLabels {
-                    project: project.to_string(),
-                    outcome: run_outcome(*exit_code, interrupted.is_some()).to_string(),
+                    project,
+                    outcome: run_outcome(exit_code, !line["interrupted"].is_null()).to_string(),
                 };
                 self.runs.get_or_create(&labels).inc();
             }
-            _ => {}
         }
     }
 
@@ -175,31 +202,50 @@ impl Metrics {
         self.webhook_deliveries.get_or_create(&labels).inc();
     }
 
-    /// The queue and the running suites of every project, as the scan service says now.
-    pub fn set_load(&self, per_project: &[(String, usize, usize)]) {
+    /// The gauges, from what the scan service says now and the store's latest runs;
+    /// `store_errors` counts the scan service's failures beside the readers'.
+    /// `latest` is `None` when the store could not say: the findings keep their values.
+    pub fn set_state(
+        &self,
+        status: &QueueStatus,
+        latest: Option<&[(String, Severity, FindingState, u64)]>,
+    ) {
         self.queue_depth.clear();
-        self.running_suites.clear();
-        for (project, queued, running) in per_project {
+        for (project, queued) in &status.queued {
             let labels = ProjectLabels {
                 project: project.clone(),
             };
             self.queue_depth.get_or_create(&labels).set(*queued as i64);
-            self.running_suites
-                .get_or_create(&labels)
-                .set(*running as i64);
         }
-    }
-
-    /// The findings of each project's latest run: `(project, severity, state, count)`.
-    pub fn set_latest_findings(&self, counts: &[(String, Severity, &'static str, u64)]) {
+        self.running_suites.set(status.running_suites as i64);
+        self.running_runs.set(status.running_runs as i64);
+        let seen = self
+            .scans_store_errors
+            .swap(status.store_errors, Ordering::Relaxed);
+        self.store_errors
+            .inc_by(status.store_errors.saturating_sub(seen));
+        let Some(latest) = latest else {
+            return;
+        };
         self.findings.clear();
-        for (project, severity, state, count) in counts {
-            let labels = FindingLabels {
-                project: project.clone(),
-                severity: severity.as_str().to_string(),
-                state: state.to_string(),
-            };
-            self.findings.get_or_create(&labels).set(*count as i64);
+        let projects: BTreeSet<&String> = latest.iter().map(|(p, ..)| p).collect();
+        // Every severity and state of a project is a series, zero included, so a graph
+        // of "new high findings" shows a fix as a drop to 0 rather than a gap.
+        for project in projects {
+            for severity in Severity::DESCENDING {
+                for state in FindingState::ALL {
+                    let count = latest
+                        .iter()
+                        .find(|(p, s, st, _)| p == project && *s == severity && *st == state)
+                        .map_or(0, |(.., n)| *n);
+                    let labels = FindingLabels {
+                        project: project.clone(),
+                        severity: severity.as_str().to_string(),
+                        state: state.as_str().to_string(),
+                    };
+                    self.findings.get_or_create(&labels).set(count as i64);
+                }
+            }
         }
     }
 
@@ -212,9 +258,22 @@ impl Metrics {
     }
 }
 
+/// Follows every served run's events into `metrics`, for as long as the service runs.
+/// Counting is best effort: a lag (the buffer of the events stream overflowed) skips
+/// events rather than slowing any run.
+pub async fn follow(scans: Scans, metrics: Arc<Metrics>) {
+    let mut events = scans.all_events();
+    loop {
+        match events.recv().await {
+            Ok(event) => metrics.observe(&event),
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 /// A run's outcome label, from its exit code (DESIGN.md's codes).
 pub fn run_outcome(exit_code: u8, interrupted: bool) -> &'static str {
-    use crate::exit;
     match exit_code {
         _ if interrupted => "interrupted",
         exit::PASSED => "passed",

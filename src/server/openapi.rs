@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::api;
+use super::{api, control};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,14 +46,14 @@ impl Modify for BearerToken {
 /// Every route of the server that the document describes.
 pub fn routes() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
-        .routes(routes!(api::projects))
-        .routes(routes!(api::trigger))
+        .routes(routes!(control::projects))
+        .routes(routes!(control::trigger))
         .routes(routes!(api::runs))
         .routes(routes!(api::run))
         .routes(routes!(api::findings))
-        .routes(routes!(api::cancel))
+        .routes(routes!(control::cancel))
         .routes(routes!(api::report))
-        .routes(routes!(api::queue))
+        .routes(routes!(control::queue))
         .routes(routes!(super::sse::run_events))
         .routes(routes!(super::sse::all_events))
         .routes(routes!(document_handler));

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::findings::{Severity, SeverityCounts};
+use crate::outcome::Outcome;
+use crate::store::record::outcome_from_name;
+use crate::store::live::{LiveRun, LiveState, StoredEvent};
 use crate::store::query::OutcomeCounts;
 use crate::store::{RunSummary, StoredFinding, StoredSuite};
 
@@ -124,7 +127,7 @@ pub struct RunView {
 
 impl RunView {
     /// A finished run from the store.
-    pub fn finished(run: &RunSummary, project: Option<String>) -> RunView {
+    pub fn finished(run: &RunSummary) -> RunView {
         let state = match run.interrupted {
             Some(_) => RunState::Interrupted,
             None => RunState::Finished,
@@ -132,7 +135,7 @@ impl RunView {
         RunView {
             url: run_url(&run.run_id),
             run_id: run.run_id.clone(),
-            project,
+            project: run.project.clone(),
             state,
             started_at: Some(run.started_at),
             finished_at: Some(run.finished_at),
@@ -211,19 +214,24 @@ pub struct SuiteView {
     pub blocking: Option<u64>,
 }
 
+impl From<Outcome> for SuiteState {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Passed => SuiteState::Passed,
+            Outcome::Failed => SuiteState::Failed,
+            Outcome::TimedOut => SuiteState::TimedOut,
+            Outcome::Error => SuiteState::Error,
+            Outcome::Skipped => SuiteState::Skipped,
+            Outcome::Cancelled => SuiteState::Cancelled,
+        }
+    }
+}
+
 impl From<&StoredSuite> for SuiteView {
     fn from(s: &StoredSuite) -> Self {
-        use crate::outcome::Outcome;
         SuiteView {
             name: s.name.clone(),
-            state: match s.outcome {
-                Outcome::Passed => SuiteState::Passed,
-                Outcome::Failed => SuiteState::Failed,
-                Outcome::TimedOut => SuiteState::TimedOut,
-                Outcome::Error => SuiteState::Error,
-                Outcome::Skipped => SuiteState::Skipped,
-                Outcome::Cancelled => SuiteState::Cancelled,
-            },
+            state: s.outcome.into(),
             image: Some(s.image.clone()),
             image_digest: s.image_digest.clone(),
             reason: s.reason.clone(),
@@ -344,4 +352,219 @@ pub struct FindingPage {
     pub findings: Vec<FindingView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+impl RunView {
+    /// A queued, running or cut-off run of the server, as its live row says.
+    pub fn live(run: &LiveRun) -> RunView {
+        let state = match run.state {
+            LiveState::Queued => RunState::Queued,
+            LiveState::Running => RunState::Running,
+            LiveState::Interrupted => RunState::Interrupted,
+        };
+        let duration = run
+            .started_at
+            .filter(|_| run.state == LiveState::Running)
+            .map(|t| secs((Utc::now() - t).to_std().unwrap_or_default()));
+        RunView {
+            url: run_url(&run.run_id),
+            run_id: run.run_id.clone(),
+            project: Some(run.project.clone()),
+            state,
+            started_at: run.started_at,
+            finished_at: None,
+            duration,
+            exit_code: None,
+            interrupted: (run.state == LiveState::Interrupted).then(|| "server-stopped".into()),
+            outcomes: Outcomes::default(),
+            findings: Severities::default(),
+            suppressed: 0,
+            selection: SelectionView {
+                suites: run.selection.suites.clone(),
+                tags: run.selection.tags.clone(),
+            },
+            partition: None,
+            git: None,
+        }
+    }
+}
+
+/// `POST /projects/{project}/runs`: what to run. Every key is optional: without `suites`
+/// and `tags`, the project's default selection (else every suite). Nothing else is
+/// accepted: a run scans its project's configured target, never a path of the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// Suites by name (with `tags`, the union).
+    #[serde(default)]
+    pub suites: Vec<String>,
+    /// Suites carrying any of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Findings at or above it fail their suite, over every suite's `fail_on`.
+    #[schema(value_type = Option<String>, example = "high")]
+    pub fail_on: Option<Severity>,
+}
+
+/// A run accepted into the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TriggeredView {
+    pub run_id: String,
+    pub project: String,
+    /// The suites it will run, in plan order.
+    pub suites: Vec<String>,
+    /// Runs of the project waiting before it.
+    pub queued_ahead: usize,
+    pub url: String,
+    pub events: String,
+}
+
+/// `POST /runs/{id}/cancel` accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CancelView {
+    pub run_id: String,
+    /// `cancelling`: the run stops, its containers are removed, and it is recorded with
+    /// its suites cancelled.
+    pub state: String,
+    pub url: String,
+}
+
+/// A suite a project's folder holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectSuite {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub description: String,
+}
+
+/// What a project's suites may ask for (`null`: anything).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LimitsView {
+    pub allow_network: Option<Vec<String>>,
+    pub allow_cap_add: Option<Vec<String>>,
+    pub allow_writable_root: bool,
+    /// Bytes.
+    pub max_memory: Option<u64>,
+    pub max_cpus: Option<f64>,
+    pub max_pids: Option<i64>,
+    /// Seconds.
+    pub max_timeout: Option<f64>,
+}
+
+/// One configured project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectView {
+    pub name: String,
+    /// The one directory its runs scan, on the server's host.
+    pub target: String,
+    /// Its suites; `null` when the folder cannot be read (`suites_error` says why).
+    pub suites: Option<Vec<ProjectSuite>>,
+    pub suites_error: Option<String>,
+    /// What a run that names nothing runs (both empty: every suite).
+    pub default_suites: Vec<String>,
+    pub default_tags: Vec<String>,
+    pub fail_on: Option<String>,
+    pub gate: Option<String>,
+    pub baseline: Option<String>,
+    pub max_queued: usize,
+    pub limits: LimitsView,
+    pub queued: usize,
+    pub running: usize,
+    /// Its newest recorded run.
+    pub latest_run: Option<RunView>,
+    /// Where to POST a run.
+    pub runs: String,
+}
+
+/// The shared queue, as far as the token sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// Engine slots shared by every run.
+    pub jobs: usize,
+    /// Suites with a container now, over every run (of every project).
+    pub running_suites: usize,
+    /// Queued runs per project.
+    pub queued: BTreeMap<String, usize>,
+    /// Queued and running runs, newest request first.
+    pub runs: Vec<RunView>,
+}
+
+/// A live run's suites, from its events so far: queued until started, running until
+/// finished, then their outcome.
+pub fn suites_of_events(lines: &[std::sync::Arc<StoredEvent>]) -> Vec<SuiteView> {
+    let mut suites: Vec<SuiteView> = Vec::new();
+    for line in lines {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line.body) else {
+            continue;
+        };
+        let name = |key: &str| event[key].as_str().map(str::to_owned);
+        match line.kind.as_str() {
+            "run-started" => {
+                for suite in event["suites"].as_array().into_iter().flatten() {
+                    if let Some(name) = suite.as_str() {
+                        suites.push(SuiteView::queued(name));
+                    }
+                }
+            }
+            "suite-started" => {
+                if let Some(suite) = name("suite").and_then(|n| find(&mut suites, &n)) {
+                    suite.state = SuiteState::Running;
+                    suite.attempts = event["attempt"].as_u64().unwrap_or(1) as u32;
+                    suite.started_at = event["at"].as_str().and_then(|t| t.parse().ok());
+                }
+            }
+            "suite-finished" => {
+                if let Some(suite) = name("suite").and_then(|n| find(&mut suites, &n)) {
+                    suite.finish(&event);
+                }
+            }
+            _ => {}
+        }
+    }
+    suites
+}
+
+fn find<'a>(suites: &'a mut [SuiteView], name: &str) -> Option<&'a mut SuiteView> {
+    suites.iter_mut().find(|s| s.name == name)
+}
+
+impl SuiteView {
+    fn queued(name: &str) -> SuiteView {
+        SuiteView {
+            name: name.to_string(),
+            state: SuiteState::Queued,
+            image: None,
+            image_digest: None,
+            reason: None,
+            cause: None,
+            exit_code: None,
+            started_at: None,
+            duration: None,
+            attempts: 0,
+            flaky: false,
+            has_findings: false,
+            fail_on: None,
+            blocking: None,
+        }
+    }
+
+    /// A `suite-finished` line's facts.
+    fn finish(&mut self, event: &serde_json::Value) {
+        // An outcome this server does not know is never shown as a pass.
+        self.state = event["outcome"]
+            .as_str()
+            .and_then(outcome_from_name)
+            .unwrap_or(Outcome::Error)
+            .into();
+        let text = |key: &str| event[key].as_str().map(str::to_owned);
+        self.reason = text("reason");
+        self.cause = Some(event["cause"].clone()).filter(|c| !c.is_null());
+        self.duration = event["duration"].as_f64();
+        self.exit_code = event["exit_code"].as_i64();
+        self.attempts = event["attempts"].as_u64().unwrap_or(1) as u32;
+        self.flaky = event["flaky"].as_bool().unwrap_or(false);
+        self.image = text("image");
+        self.image_digest = text("image_digest");
+        self.has_findings = event["findings"].is_object();
+    }
 }

@@ -20,6 +20,7 @@ pub mod diff;
 pub mod error;
 pub mod for_run;
 pub mod git;
+pub mod live;
 pub mod pages;
 pub mod query;
 pub mod record;

@@ -53,6 +53,8 @@ pub struct RunSummary {
     pub partition: Option<String>,
     pub target: PathBuf,
     pub git: Option<GitInfo>,
+    /// The `[projects.NAME]` the run was of, if any.
+    pub project: Option<String>,
 }
 
 /// One suite of a stored run.
@@ -132,7 +134,7 @@ pub(super) const RUN_COLUMNS: &str =
     "seq, run_id, phalanx_version, started_at, finished_at, exit_code,
     interrupted, passed, failed, timed_out, errored, skipped, cancelled, invalid, critical,
     high, medium, low, info, suppressed, selection, partition, target, git_commit,
-    git_branch, git_dirty";
+    git_branch, git_dirty, project";
 
 /// Newest first everywhere: by start time, then by recording order.
 const NEWEST_FIRST: &str = "ORDER BY started_at DESC, seq DESC";
@@ -313,6 +315,12 @@ impl Store {
             )
             .and_then(|n| {
                 tx.execute("DELETE FROM durations WHERE updated < ?1", params![stale])?;
+                // Events go with their run; a live run's stay.
+                tx.execute(
+                    "DELETE FROM run_events WHERE run_id NOT IN (SELECT run_id FROM runs)
+                       AND run_id NOT IN (SELECT run_id FROM live_runs)",
+                    [],
+                )?;
                 tx.commit().map(|()| n)
             })
             .map_err(|e| StoreError::classify(&path, e, secs))?;
@@ -430,6 +438,7 @@ pub(super) fn run_of_row(r: &Row) -> rusqlite::Result<RunSummary> {
         partition: r.get(21)?,
         target: PathBuf::from(r.get::<_, String>(22)?),
         git,
+        project: r.get(26)?,
     })
 }
 

@@ -53,6 +53,8 @@ pub struct RunFacts {
     pub selection: Selection,
     /// `None` when the target is not in a git work tree.
     pub git: Option<GitInfo>,
+    /// The `[projects.NAME]` run, if any.
+    pub project: Option<String>,
 }
 
 impl RunFacts {
@@ -62,6 +64,7 @@ impl RunFacts {
             target: target.to_path_buf(),
             selection,
             git: super::git::read(target),
+            project: None,
         }
     }
 }
@@ -181,9 +184,9 @@ fn write_run(tx: &Transaction, report: &RunReport, facts: &RunFacts) -> rusqlite
         "INSERT INTO runs (run_id, phalanx_version, started_at, finished_at, exit_code,
             interrupted, passed, failed, timed_out, errored, skipped, cancelled, invalid,
             critical, high, medium, low, info, suppressed, selection, partition, target,
-            git_commit, git_branch, git_dirty)
+            git_commit, git_branch, git_dirty, project)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         params![
             report.run_id,
             report.phalanx_version,
@@ -210,9 +213,12 @@ fn write_run(tx: &Transaction, report: &RunReport, facts: &RunFacts) -> rusqlite
             git.and_then(|g| g.commit.clone()),
             git.and_then(|g| g.branch.clone()),
             git.and_then(|g| g.dirty),
+            facts.project,
         ],
     )?;
     let seq = tx.last_insert_rowid();
+    // Recorded whole now: the server's live row of it has done its job.
+    tx.execute("DELETE FROM live_runs WHERE run_id = ?1", [&report.run_id])?;
     insert_baseline(tx, seq, report)?;
     let mut findings = 0;
     for (position, suite) in report.suites.iter().enumerate() {

@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this Phalanx knows.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -119,9 +119,40 @@ CREATE TABLE baselines (
 );
 ";
 
-/// Version 3: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
-/// baseline), so the API can list a run's new findings without comparing runs again.
+/// Version 3: runs of `[projects.NAME]` (`phalanx serve`, `run --project`) name their
+/// project, and the server keeps the runs it has queued or is running (`live_runs`) with
+/// their events (`run_events`, one JSON line each as the event log writes it), so that a
+/// client resumes a stream from the store and a restart shows what a crash cut off.
+/// `live_runs` holds a run only until it is recorded in `runs`; `run_events` keeps the
+/// events of recorded runs too, until the run is pruned.
 const V3: &str = "
+ALTER TABLE runs ADD COLUMN project TEXT;
+CREATE INDEX runs_by_project ON runs (project, started_at, seq);
+
+CREATE TABLE live_runs (
+    run_id       TEXT PRIMARY KEY,
+    project      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    started_at   INTEGER,
+    selection    TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    requested_by TEXT
+);
+
+CREATE TABLE run_events (
+    run_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    at     INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+";
+
+/// Version 4: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
+/// baseline), so the API can list a run's new findings without comparing runs again.
+const V4: &str = "
 ALTER TABLE findings ADD COLUMN baseline TEXT;
 ";
 

@@ -58,6 +58,7 @@ fn run(id: &str, start: i64, suites: Vec<SuiteReport>) -> RunReport {
 
 fn facts() -> RunFacts {
     RunFacts {
+        project: None,
         target: PathBuf::from("/work/app"),
         selection: Selection::default(),
         git: Some(GitInfo {

@@ -37,6 +37,7 @@ mod phalanx_image;
 mod remote_engine;
 mod report_history;
 mod run_docker;
+mod scans;
 mod store;
 mod support_smoke;
 mod suppressions;

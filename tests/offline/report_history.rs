@@ -149,6 +149,7 @@ fn a_baseline_gives_new_unchanged_and_fixed_from_the_findings_states() {
 
 fn facts() -> RunFacts {
     RunFacts {
+        project: None,
         target: PathBuf::from("/work/target"),
         selection: Selection::default(),
         git: None,

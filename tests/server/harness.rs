@@ -50,7 +50,9 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Asserts an RFC 9457 problem of `status`; returns its document.
@@ -100,7 +102,7 @@ impl Server {
     }
 
     /// The same, with more arguments for `serve` and environment for the process.
-    pub fn start_with(ws: Workspace, config: &str, env: &[(&str, &str)]) -> Server {
+    pub fn start_with(ws: Workspace, config: &str, args: &[&str]) -> Server {
         let mut tokens = HashMap::new();
         let mut text = config.to_string();
         for (who, role, scope) in [
@@ -123,14 +125,11 @@ impl Server {
             );
         }
         ws.project(&text);
-        let mut cmd = ws.phalanx(["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = ws.phalanx(["serve", "--listen", "127.0.0.1:0"].iter().chain(args));
         cmd.env_remove("PHALANX_STORE")
             .env("PHALANX_TODAY", "2026-06-01")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().expect("phalanx serve starts");
         let stdout = child.stdout.take().unwrap();
         let (base, rest) = match read_address(stdout) {
@@ -203,8 +202,8 @@ impl Server {
     }
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the server to exit; returns its exit
-    /// code and what it wrote to stderr.
-    pub fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    /// code, what it wrote to stderr, and its workspace (to start another server on).
+    pub fn stop(mut self, signal: &str) -> (Option<i32>, String, Workspace) {
         let sent = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -215,7 +214,8 @@ impl Server {
         if let Some(mut stderr) = self.child.stderr.take() {
             let _ = stderr.read_to_string(&mut err);
         }
-        (status.code(), err)
+        let ws = std::mem::take(&mut self.ws);
+        (status.code(), err, ws)
     }
 }
 
@@ -434,4 +434,51 @@ pub fn wait_finished(server: &Server, run_id: &str, who: As) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("run {run_id} did not finish");
+}
+
+/// Records a finished run of `project` straight into the workspace's store (the store
+/// the server reads), as `phalanx run` would: one Bandit suite with the fixture's two
+/// findings (B105 low, B602 high), the high one suppressed in source and the low one
+/// unchanged since a baseline. Started `start` seconds after a fixed time.
+pub fn seed_run(ws: &Workspace, project: Option<&str>, run_id: &str, start: i64) {
+    use phalanx::config::ResultFormat;
+    use phalanx::findings::{BaselineState, Severity, SuiteResults, Suppression};
+    use phalanx::store::{RunFacts, Selection, Store};
+    use std::sync::Arc;
+
+    use crate::findings_common::{fixtures, judged, run_of, suite};
+
+    let suite = suite("bandit", ResultFormat::Sarif, Severity::High);
+    let mut report = judged(&suite, &fixtures().join("sarif"), &["bandit.sarif"]);
+    if let Some(results) = report.results.as_mut()
+        && let SuiteResults::Sarif(found) = Arc::make_mut(results)
+    {
+        for f in &mut found.findings {
+            match f.severity {
+                Severity::High => {
+                    f.suppression = Suppression::InSource {
+                        justification: Some("reviewed".into()),
+                    }
+                }
+                _ => f.baseline = Some(BaselineState::Unchanged),
+            }
+        }
+    }
+    let mut run = run_of(vec![report]);
+    run.run_id = run_id.to_string();
+    run.started_at += chrono::Duration::seconds(start);
+    run.finished_at += chrono::Duration::seconds(start);
+    let facts = RunFacts {
+        target: ws.target_dir(),
+        selection: Selection::default(),
+        git: None,
+        project: project.map(str::to_owned),
+    };
+    let mut store = Store::open(&store_path(ws)).expect("the store opens");
+    store.record(&run, &facts).expect("the run is recorded");
+}
+
+/// Where the server of a workspace keeps its store (phalanx.toml names none).
+pub fn store_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.root().join(".phalanx/phalanx.db")
 }

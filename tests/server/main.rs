@@ -21,4 +21,6 @@ mod access;
 mod bad_requests;
 mod openapi;
 mod reads;
+mod runs_api;
+mod shutdown;
 mod web;
