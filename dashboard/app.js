@@ -99,7 +99,7 @@
       any = true;
       chips.append(h('span', { class: 'chip sev-' + sev, title: sev, text: `${n} ${sev}` }));
     }
-    if (!any) chips.append(h('span', { class: 'muted', text: 'none' }));
+    if (!any) chips.append(h('span', { class: 'muted', text: (opts && opts.empty) || 'none' }));
     return chips;
   }
 
@@ -457,7 +457,7 @@
     } else {
       body.push(
         h('p', null, verdictBadge(last), ' ', link(['runs', last.run_id], when(last.started_at))),
-        h('p', null, severityChips(last.findings)),
+        h('p', null, severityChips(last.findings, { empty: 'no findings' })),
         h('div', { class: 'trend' }, sparkline(runs), trendWords(runs)));
     }
     const live = [project.queued ? `${project.queued} queued` : null, project.running ? `${project.running} running` : null]
@@ -687,7 +687,7 @@
     const bar = Math.max(3, Math.min(40, step * 0.7));
     const y = (v) => top + plot - (v / max) * plot;
     const chart = s('svg', { class: 'chart', viewBox: `0 0 ${w} ${ht}`, role: 'img', 'aria-label': 'findings by severity over the last runs' });
-    for (const v of [0, Math.round(max / 2), max]) {
+    for (const v of new Set([0, Math.round(max / 2), max])) {
       chart.append(s('line', { x1: left, x2: w - 4, y1: y(v), y2: y(v), class: 'grid' }),
         s('text', { x: left - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, String(v)));
     }

@@ -283,6 +283,8 @@ impl Browser {
 
     /// A PNG of the tab's whole page, at most `max_height` pixels tall.
     pub fn screenshot(&mut self, session: &str, width: u32, max_height: u32) -> Vec<u8> {
+        // A tab behind another draws no frame, and its capture would never come.
+        self.call(Some(session), "Page.bringToFront", json!({}));
         let height = self
             .eval(session, "document.documentElement.scrollHeight")
             .as_u64()

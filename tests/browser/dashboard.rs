@@ -146,6 +146,39 @@ fn trigger(browser: &mut Browser, tab: &str, ticked: &[&str]) -> String {
     hash.as_str().unwrap().to_string()
 }
 
+/// Signs in on the page's form with `token`; waits for the project list.
+fn sign_in(browser: &mut Browser, tab: &str, token: &str) {
+    browser.wait_for(
+        tab,
+        "!!document.querySelector('#login #token')",
+        PAGE,
+        "the sign-in form",
+    );
+    browser.eval(
+        tab,
+        &format!(
+            "document.querySelector('#token').value = {token:?}; document.querySelector('#login').requestSubmit(); true"
+        ),
+    );
+    browser.wait_for(
+        tab,
+        "!!document.querySelector('#projects .card[data-project=app]')",
+        PAGE,
+        "the project list shows `app`",
+    );
+}
+
+/// Picks `value` in the `<select>` at `selector`, as a person would.
+fn choose(browser: &mut Browser, tab: &str, selector: &str, value: &str) {
+    browser.eval(
+        tab,
+        &format!(
+            "(() => {{ const s = document.querySelector({selector:?}); s.value = {value:?};
+               s.dispatchEvent(new Event('change')); return true; }})()"
+        ),
+    );
+}
+
 /// Waits until every suite row shows an outcome and the findings are listed.
 fn wait_run_shown(browser: &mut Browser, tab: &str, suites: usize) {
     browser.wait_for(
@@ -173,25 +206,13 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
     } = visit(&bin, workspace().await);
 
     // Sign in: the token goes to sessionStorage, the projects appear.
-    browser.wait_for(
-        &tab,
-        "!!document.querySelector('#login #token')",
-        PAGE,
-        "the sign-in form",
-    );
-    browser.eval(
-        &tab,
-        &format!(
-            "document.querySelector('#token').value = {:?}; document.querySelector('#login').requestSubmit(); true",
-            server.token(As::Runner)
-        ),
-    );
-    browser.wait_for(
-        &tab,
-        "!!document.querySelector('#projects .card[data-project=app]')",
-        PAGE,
-        "the project list shows `app`",
-    );
+    sign_in(&mut browser, &tab, server.token(As::Runner));
+    // A second tab stays on the overview, which must follow the runs by itself (a viewer
+    // may watch; sessionStorage is per tab, so it signs in too).
+    let overview = browser.tab(WIDTH, 900);
+    browser.navigate(&overview, &server.url("/"));
+    sign_in(&mut browser, &overview, server.token(As::Viewer));
+    browser.eval(&overview, "window.__same = true");
     // The page must stay this document from here on: a reload would lose these.
     browser.eval(&tab, WATCH_SUITES);
 
@@ -250,10 +271,7 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
     assert_eq!(planted, 0, "the finding's message became markup");
 
     // The filters ask the server: only the suppressed one, then only high.
-    browser.eval(
-        &tab,
-        "const s = document.querySelector('#filter-state'); s.value = 'suppressed'; s.dispatchEvent(new Event('change')); true",
-    );
+    choose(&mut browser, &tab, "#filter-state", "suppressed");
     browser.wait_for(
         &tab,
         "(() => { const rows = [...document.querySelectorAll('#findings tr.finding')];
@@ -261,10 +279,10 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
         PAGE,
         "the state filter leaves the suppressed finding",
     );
+    choose(&mut browser, &tab, "#filter-state", "");
     browser.eval(
         &tab,
-        "const s = document.querySelector('#filter-state'); s.value = ''; s.dispatchEvent(new Event('change'));
-         document.querySelector('#findings-panel input[name=severity][value=high]').click(); true",
+        "document.querySelector('#findings-panel input[name=severity][value=high]').click(); true",
     );
     browser.wait_for(
         &tab,
@@ -320,6 +338,23 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
         suite_states(&mut browser, &tab),
         serde_json::json!({"quick": "passed"})
     );
+
+    // The overview followed both runs without a reload: each is listed with its verdict,
+    // and the project's card has the latest verdict and its trend.
+    browser.wait_for(
+        &overview,
+        &format!(
+            "window.__same === true
+               && !!document.querySelector('#runs tr[data-run={run_id:?}] .badge.state-failed')
+               && !!document.querySelector('#runs tr[data-run={second:?}] .badge.state-passed')
+               && /1 fewer than the run before/.test(document.querySelector('#projects .card[data-project=app]').textContent)
+               && !!document.querySelector('#projects .card[data-project=app] .badge.state-passed')"
+        ),
+        RUN,
+        "the overview shows both runs and the project's new verdict and trend",
+    );
+    let home = browser.screenshot(&overview, WIDTH, 2400);
+    std::fs::write(out_dir().join("overview.png"), &home).unwrap();
 
     // The project's trend: one bar per run, the first with its findings.
     browser.eval(&tab, "location.hash = '#/projects/app'; true");
