@@ -1105,6 +1105,6 @@
     render();
   });
 
-  // For the browser test: the parser on its own, with nothing of the page.
-  window.phalanxDashboard = Object.freeze({ sseParser });
+  // For the browser test: the stream reader and its parser on their own.
+  window.phalanxDashboard = Object.freeze({ sseParser, follow });
 })();

@@ -249,6 +249,38 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
     assert_eq!(shown, Value::Object(api), "the page and the API disagree");
     assert_eq!(shown["quick"], "passed", "{shown}");
 
+    // The page's stream reader resumes where it was: made to reconnect once the run's
+    // stream has ended, it sends the last id it had and is given nothing twice.
+    let seqs = browser.eval(
+        &tab,
+        &format!(
+            "(async () => {{
+               const seqs = []; let again = true;
+               await window.phalanxDashboard.follow('/runs/' + {run_id:?} + '/events', {{
+                 signal: new AbortController().signal,
+                 onEvent: (doc) => seqs.push(doc.seq),
+                 done: () => {{ const stop = !again; again = false; return stop; }},
+               }});
+               return seqs; }})()"
+        ),
+    );
+    let seqs: Vec<u64> = serde_json::from_value(seqs).unwrap();
+    assert!(seqs.len() >= 6, "{seqs:?}");
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    browser.drain();
+    let resumed: Vec<&Value> = browser
+        .events
+        .iter()
+        .filter(|e| e["method"] == "Network.requestWillBeSent")
+        .filter(|e| {
+            e["params"]["request"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(&format!("/runs/{run_id}/events")))
+        })
+        .filter_map(|e| e["params"]["request"]["headers"].get("Last-Event-ID"))
+        .collect();
+    assert_eq!(resumed, [&Value::String(seqs.len().to_string())]);
+
     // The tool's HTML is text: the message reads as written, and no element came of it.
     browser.wait_for(
         &tab,
