@@ -138,8 +138,10 @@
   function verdict(run) {
     if (LIVE_STATES.includes(run.state)) return run.state;
     if (run.state === 'interrupted') return 'interrupted';
+    // A run cancelled through the API may be recorded with exit code 0: its suites say.
+    const cancelled = run.outcomes && run.outcomes.cancelled > 0;
     switch (run.exit_code) {
-      case 0: return 'passed';
+      case 0: return cancelled ? 'cancelled' : 'passed';
       case 1: return 'failed';
       case 2: return 'config-error';
       case 3: return 'error';

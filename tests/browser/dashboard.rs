@@ -35,7 +35,9 @@ fn out_dir() -> PathBuf {
 }
 
 /// `quick` sleeps a moment and passes; `sast` writes Bandit's SARIF whose high finding's
-/// message is [`PAYLOAD`]; its other finding is suppressed by `suppressions.toml`.
+/// message is [`PAYLOAD`]; its other finding is suppressed by `suppressions.toml`;
+/// `slow` would sleep for minutes (it is cancelled), and is not in the project's default
+/// selection (see [`visit`]).
 async fn workspace() -> Workspace {
     let image = support::probe_image().await;
     let ws = Workspace::new();
@@ -51,6 +53,10 @@ async fn workspace() -> Workspace {
         results[1]["message"]["text"] = Value::String(PAYLOAD.into());
     });
     ws.suite("sast", &format!("tags = [\"sast\"]\n{sast}"));
+    ws.suite(
+        "slow",
+        &probe_suite(&image, &["sleep", "600"], "tags = [\"slow\"]"),
+    );
     std::fs::write(
         ws.root().join("suppressions.toml"),
         "[[suppress]]\nsuite = \"sast\"\nrule = \"B105\"\n\
@@ -80,7 +86,7 @@ struct Visit {
 }
 
 fn visit(bin: &std::path::Path, ws: Workspace) -> Visit {
-    let config = projects_toml(&ws, "");
+    let config = projects_toml(&ws, "default_tags = [\"fast\", \"sast\"]");
     let server = Server::start(ws, &config);
     let mut browser = Browser::start(bin);
     let tab = browser.tab(WIDTH, 900);
@@ -119,9 +125,9 @@ fn trigger(browser: &mut Browser, tab: &str, ticked: &[&str]) -> String {
     browser.eval(tab, "location.hash = '#/projects/app'; true");
     browser.wait_for(
         tab,
-        "document.querySelectorAll('#trigger input[name=suite]').length === 2",
+        "document.querySelectorAll('#trigger input[name=suite]').length === 3",
         PAGE,
-        "the trigger form lists the project's two suites",
+        "the trigger form lists the project's three suites",
     );
     for suite in ticked {
         browser.eval(
@@ -404,6 +410,40 @@ async fn a_scan_triggered_from_the_dashboard_is_followed_live_and_tool_text_stay
     assert_eq!(bars, serde_json::json!([run_id, second]), "oldest first");
     let project_shot = browser.screenshot(&tab, WIDTH, 2400);
     std::fs::write(out_dir().join("project.png"), &project_shot).unwrap();
+
+    // A run cancelled from its page: the suite under way ends cancelled, as recorded.
+    let third = trigger(&mut browser, &tab, &["slow"]);
+    browser.wait_for(
+        &tab,
+        "!!document.querySelector('#suites tr[data-suite=slow][data-state=running]')
+           && !!document.querySelector('#cancel')",
+        RUN,
+        "the slow suite runs and the run can be cancelled",
+    );
+    browser.eval(&tab, "document.querySelector('#cancel').click(); true");
+    wait_run_shown(&mut browser, &tab, 1);
+    let run3 = wait_finished(&server, &third, As::Runner);
+    assert_eq!(run3["suites"][0]["state"], "cancelled", "{run3}");
+    // Never shown as a pass, whatever exit code the run was recorded with.
+    let verdict = browser.eval(
+        &tab,
+        "document.querySelector('#run-facts .badge').textContent",
+    );
+    assert!(
+        verdict == "cancelled" || verdict == "interrupted",
+        "{verdict} for {run3}"
+    );
+    assert_eq!(
+        suite_states(&mut browser, &tab),
+        serde_json::json!({"slow": "cancelled"})
+    );
+    assert!(
+        browser
+            .eval(&tab, "document.querySelector('#cancel') === null")
+            .as_bool()
+            .unwrap(),
+        "a finished run still offers to cancel"
+    );
 
     // Nothing went wrong on the way, and nothing left loopback.
     let problems = browser.console_problems();
