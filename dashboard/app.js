@@ -225,6 +225,24 @@
     });
   }
 
+  /**
+   * The run as recorded once it has ended: its last event may come a moment before its
+   * record, so it is read again until it is no longer queued or running (for a while).
+   */
+  async function recorded(runId, signal) {
+    let run = null;
+    for (let tries = 0; tries < 120 && !signal.aborted; tries += 1) {
+      try {
+        run = await api('/runs/' + enc(runId), { signal });
+        if (!LIVE_STATES.includes(run.state)) return run;
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) throw e;
+      }
+      await sleep(250, signal);
+    }
+    return run;
+  }
+
   // ---- Server-Sent Events over fetch -------------------------------------------------
 
   /**
@@ -433,12 +451,15 @@
       el.append(card);
       fillCard(card, p, signal);
     }
-    // A run that ends changes its project's verdict and trend.
+    // A run that starts is shown on its project's card; one that ends changes its verdict
+    // and trend.
     events.on((ev) => {
-      if (ev.event !== 'run-finished') return;
+      if (ev.event !== 'run-finished' && ev.event !== 'run-started') return;
       const card = [...el.children].find((c) => c.dataset.project === ev.project);
       const p = list.find((x) => x.name === ev.project);
-      if (card && p) setTimeout(() => fillCard(card, p, signal), 300);
+      if (!card || !p) return;
+      const ready = ev.event === 'run-finished' ? recorded(ev.run_id, signal) : Promise.resolve();
+      ready.then(() => fillCard(card, p, signal), () => {});
     });
   }
 
@@ -451,26 +472,27 @@
       return;
     }
     const runs = page.runs || [];
-    const last = runs[0];
-    const head = h('h3', null, link(['projects', project.name], project.name));
-    const body = [head];
+    // The verdict is the latest finished run's; one under way is said beside it.
+    const finished = runs.filter((r) => !LIVE_STATES.includes(r.state));
+    const last = finished[0];
+    const body = [h('h3', null, link(['projects', project.name], project.name))];
     if (!last) {
-      body.push(h('p', { class: 'muted', text: 'No run yet.' }));
+      body.push(h('p', { class: 'muted', text: 'No finished run yet.' }));
     } else {
       body.push(
         h('p', null, verdictBadge(last), ' ', link(['runs', last.run_id], when(last.started_at))),
         h('p', null, severityChips(last.findings, { empty: 'no findings' })),
-        h('div', { class: 'trend' }, sparkline(runs), trendWords(runs)));
+        h('div', { class: 'trend' }, sparkline(finished), trendWords(finished)));
     }
-    const live = [project.queued ? `${project.queued} queued` : null, project.running ? `${project.running} running` : null]
-      .filter(Boolean).join(', ');
-    if (live) body.push(h('p', { class: 'muted', text: live }));
+    const live = runs.filter((r) => LIVE_STATES.includes(r.state));
+    if (live.length) {
+      body.push(h('p', null, live.map((r) => [link(['runs', r.run_id], verdictBadge(r)), ' '])));
+    }
     card.replaceChildren(...body);
   }
 
   /** Findings now against the run before: "3 more than the run before". */
-  function trendWords(runs) {
-    const finished = runs.filter((r) => !LIVE_STATES.includes(r.state));
+  function trendWords(finished) {
     if (finished.length < 2) return h('span', { class: 'muted', text: 'first run' });
     const diff = total(finished[0].findings) - total(finished[1].findings);
     if (diff === 0) return h('span', { class: 'trend-same', text: 'same findings as the run before' });
@@ -534,24 +556,28 @@
     }
     more.addEventListener('click', page);
 
-    const pending = new Map();
-    function reread(runId) {
-      if (pending.has(runId)) return;
-      pending.set(runId, setTimeout(async () => {
-        pending.delete(runId);
-        try {
-          const run = await api('/runs/' + enc(runId), { signal });
-          status.replaceChildren();
-          t.el.hidden = false;
-          put(run, !rows.has(runId));
-        } catch (_) { /* not readable yet: the next event tries again */ }
-      }, 250));
+    function show(run) {
+      status.replaceChildren();
+      t.el.hidden = false;
+      const known = rows.get(run.run_id);
+      put(LIVE_STATES.includes(run.state) ? liveCounts(run, known && known.run) : run, !known);
+    }
+
+    const pending = new Set();
+    function reread(runId, ended) {
+      const key = runId + (ended ? ':end' : '');
+      if (pending.has(key)) return;
+      pending.add(key);
+      const read = ended ? recorded(runId, signal) : api('/runs/' + enc(runId), { signal });
+      read.then((run) => { if (run) show(run); }, () => { /* the next event tries again */ })
+        .finally(() => pending.delete(key));
     }
 
     events.on((ev) => {
       if (typeof ev.run_id !== 'string' || (project && ev.project !== project)) return;
       const known = rows.get(ev.run_id);
-      if (!known || ev.event === 'run-started' || ev.event === 'run-finished') return reread(ev.run_id);
+      if (ev.event === 'run-finished') return reread(ev.run_id, true);
+      if (!known || ev.event === 'run-started') return reread(ev.run_id, false);
       if (ev.event === 'suite-finished' && typeof ev.outcome === 'string') {
         const run = known.run;
         const key = ev.outcome.replace('-', '_');
@@ -564,6 +590,23 @@
       }
     });
     page();
+  }
+
+  /**
+   * A live run's counts so far: its suites' outcomes from their states, and the findings
+   * counted from the events (a live run's record has none yet).
+   */
+  function liveCounts(run, before) {
+    const out = Object.assign({}, run);
+    if (Array.isArray(run.suites)) {
+      out.outcomes = {};
+      for (const sv of run.suites) {
+        const key = String(sv.state).replace('-', '_');
+        if (OUTCOMES.includes(key)) out.outcomes[key] = (out.outcomes[key] || 0) + 1;
+      }
+    }
+    if (before && total(before.findings) > total(run.findings)) out.findings = before.findings;
+    return out;
   }
 
   function runRow(run) {
@@ -608,7 +651,7 @@
     const refreshChart = () => trendPanel(chart, name, size, (n) => { size = n; refreshChart(); }, signal);
     refreshChart();
     events.on((ev) => {
-      if (ev.event === 'run-finished' && ev.project === name) setTimeout(refreshChart, 300);
+      if (ev.event === 'run-finished' && ev.project === name) recorded(ev.run_id, signal).then(refreshChart, () => {});
     });
     runList(runs, { project: name, events, signal });
     projectList(signal).then((list) => {
@@ -891,14 +934,12 @@
       if (finishing) return;
       finishing = true;
       stopping.replaceChildren();
-      // The run is over; its record may land a moment after its last event.
       let detail = null;
-      for (let tries = 0; tries < 120 && !signal.aborted; tries += 1) {
-        try {
-          detail = await api('/runs/' + enc(runId), { signal });
-          if (!LIVE_STATES.includes(detail.state)) break;
-        } catch (_) { /* try again */ }
-        await sleep(250, signal);
+      try {
+        detail = await recorded(runId, signal);
+      } catch (e) {
+        if (!signal.aborted) facts.replaceChildren(notice(e));
+        return;
       }
       if (signal.aborted || !detail) return;
       showDetail(detail);
