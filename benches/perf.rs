@@ -20,6 +20,11 @@
 //!   run.json) against the same plus opening the store, recording the run and pruning
 //!   (target: at most 25 % more); `phalanx diff` of two such runs (target ≤ 1 s);
 //!   `phalanx runs` on a store of 10,000 runs (target ≤ 100 ms); bytes on disk per finding.
+//! - **server**: `phalanx serve`: `GET /api/v1/runs` p50/p99 on a store of 10,000 runs
+//!   (target p99 ≤ 20 ms); 200 subscribers on `/api/v1/events` during a run of 100 trivial
+//!   suites, each getting every event (the run's wall time against the same run alone,
+//!   target ≤ 1.05; the p99 delay from event to subscriber); the server's peak RSS idle
+//!   and after that load (target ≤ 64 MB). See `benches/perf/server.rs`.
 //!
 //! Sizes come from environment variables (see [`Config`]); `--quick` or `BENCH_QUICK=1`
 //! picks sizes that finish in well under a minute, for CI smoke runs. Everything started
@@ -27,6 +32,8 @@
 
 #[path = "../tests/findings_common/mod.rs"]
 mod findings_common;
+#[path = "perf/server.rs"]
+mod server;
 #[path = "perf/store.rs"]
 mod store;
 #[path = "../tests/support/mod.rs"]
@@ -75,7 +82,15 @@ struct Config {
     store_runs: usize,
     /// `BENCH_STORE_REPS`: repetitions of each store measurement (3; quick 1).
     store_reps: usize,
-    /// `BENCH_ONLY`: comma-separated sections to run (overhead,makespan,memory,profile,store).
+    /// `BENCH_SERVER_RUNS`: runs in the store `GET /api/v1/runs` pages (10000; quick 1000).
+    server_runs: usize,
+    /// `BENCH_SERVER_SUBSCRIBERS`: clients on `/api/v1/events` during a run (200; quick 20).
+    server_subscribers: usize,
+    /// `BENCH_SERVER_SUITES`: trivial suites in that run (100; quick 10).
+    server_suites: usize,
+    /// `BENCH_SERVER_REPS`: runs alone and followed, alternating (2; quick 1).
+    server_reps: usize,
+    /// `BENCH_ONLY`: comma-separated sections to run (overhead,makespan,memory,profile,store,server).
     only: Vec<String>,
     /// `BENCH_BASELINE`: another `phalanx` binary to add to the overhead comparison.
     baseline: Option<std::path::PathBuf>,
@@ -95,6 +110,10 @@ impl Config {
             store_mib: env_or("BENCH_STORE_MB", if quick { 5 } else { 50 }),
             store_runs: env_or("BENCH_STORE_RUNS", pick(10_000, 1_000)),
             store_reps: env_or("BENCH_STORE_REPS", pick(3, 1)).max(1),
+            server_runs: env_or("BENCH_SERVER_RUNS", pick(10_000, 1_000)),
+            server_subscribers: env_or("BENCH_SERVER_SUBSCRIBERS", pick(200, 20)),
+            server_suites: env_or("BENCH_SERVER_SUITES", pick(100, 10)),
+            server_reps: env_or("BENCH_SERVER_REPS", pick(2, 1)).max(1),
             only: std::env::var("BENCH_ONLY")
                 .unwrap_or_else(|_| SECTIONS.join(","))
                 .split(',')
@@ -115,7 +134,9 @@ impl Config {
     }
 }
 
-const SECTIONS: [&str; 5] = ["overhead", "makespan", "memory", "profile", "store"];
+const SECTIONS: [&str; 6] = [
+    "overhead", "makespan", "memory", "profile", "store", "server",
+];
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -186,6 +207,9 @@ async fn engine_sections(config: &Config) -> Result<()> {
         }
         if config.runs("profile") {
             profile(&image, config).await?;
+        }
+        if config.runs("server") {
+            server::server(&image, config).await?;
         }
         Ok(())
     }

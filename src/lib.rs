@@ -10,6 +10,7 @@
 //! a `stop::StopReason`. After the reports, `alerts` sends the run's webhooks, one digest
 //! per channel, from the run and the `store`.
 
+pub mod access;
 pub mod alerts;
 pub mod builds;
 pub mod cause;
@@ -37,6 +38,7 @@ pub mod scans;
 pub mod schedule;
 pub mod secrets;
 pub mod self_image;
+pub mod server;
 pub mod services;
 pub mod stop;
 pub mod store;

@@ -34,6 +34,9 @@ use phalanx::target::TargetMode;
 /// `phalanx alerts log | test`, and the alerts of a finished run.
 #[path = "cli/alerts.rs"]
 mod alerts_cli;
+/// `phalanx serve` and `phalanx token new` (the server is `phalanx::server`).
+#[path = "cli/serve.rs"]
+mod serve;
 /// `phalanx runs | show | diff | report | prune`: reading the run store back.
 #[path = "cli/stored.rs"]
 mod stored;
@@ -136,6 +139,14 @@ enum Command {
         store: StoreArg,
         #[arg(long, value_name = "N")]
         keep: usize,
+    },
+    /// Serve the API (trigger and read scans of the [projects.NAME] of phalanx.toml, live
+    /// events, metrics) and the dashboard, until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// API tokens for `phalanx serve`.
+    Token {
+        #[command(subcommand)]
+        command: serve::TokenCommand,
     },
 }
 
@@ -406,6 +417,8 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Report(args) => stored::report(&project, args),
         Command::Prune { store, keep } => stored::prune(&project, &store, keep),
         Command::Alerts(args) => alerts_cli::command(&project, args).await,
+        Command::Serve(args) => serve::serve(project, args).await,
+        Command::Token { command } => serve::token(&project, command),
     }
 }
 

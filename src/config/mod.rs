@@ -15,6 +15,7 @@ mod service_file;
 mod suggest;
 mod suite_file;
 pub mod suppressions;
+mod tokens;
 pub mod units;
 pub(crate) mod values;
 
@@ -63,7 +64,7 @@ pub use service_file::{
 };
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
 pub use suppressions::SuppressionSettings;
-pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY};
+pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY, check_name};
 
 pub(crate) use suggest::closest;
 
@@ -253,6 +254,8 @@ pub struct ProjectConfig {
     pub services_dir: Option<PathBuf>,
     /// `[[services]]` declared in the project file itself.
     pub services: Vec<Service>,
+    /// `[[tokens]]`: who may use `phalanx serve`'s API (only hashes are kept).
+    pub tokens: Vec<crate::access::TokenSpec>,
 }
 
 impl ProjectConfig {
@@ -286,6 +289,7 @@ impl Default for ProjectConfig {
             alerts: crate::alerts::AlertSettings::default(),
             services_dir: None,
             services: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The optional project file, `phalanx.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::projects::{self, RawProjectSpec};
+use super::tokens;
 use super::values::{AtLeastOne, Bounded, ByteSize, Name, PathText, Timeout};
 use crate::alerts::config::{AlertSettings, RawAlerts};
 use crate::findings::{Gate, Severity};
@@ -81,17 +82,41 @@ pub fn parse_project(path: &Path, text: &str) -> Result<ProjectConfig, ConfigErr
         text,
         what: "project",
     };
-    let (root, syntax_errors) = src.parse();
+    let (mut root, syntax_errors) = src.parse();
     if let Some(first) = syntax_errors.into_iter().next() {
         return Err(first);
     }
-    let first =
-        |errors: Vec<ConfigError>| errors.into_iter().next().expect("errors are never empty");
-    let mut raw: RawProject = src.deserialize_all(root).map_err(first)?;
-    let inline = raw.services.take().unwrap_or_default();
-    let mut project = resolve(raw, path.parent().unwrap_or(Path::new("")));
-    project.services = super::service_file::resolve_inline(inline, &src, &project)?;
-    Ok(project)
+    let tokens_src = Source {
+        what: "[[tokens]]",
+        ..src
+    };
+    let known = project_names(&root);
+    let tokens = tokens::take(&tokens_src, &mut root, &known);
+    match (src.deserialize_all::<RawProject>(root), tokens) {
+        (Ok(mut raw), Ok(tokens)) => {
+            let inline = raw.services.take().unwrap_or_default();
+            let mut project = resolve(raw, path.parent().unwrap_or(Path::new("")));
+            project.services = super::service_file::resolve_inline(inline, &src, &project)?;
+            project.tokens = tokens;
+            Ok(project)
+        }
+        // The first of each part's first errors (each part has put its best one first).
+        (raw, tokens) => [raw.err(), tokens.err()]
+            .into_iter()
+            .filter_map(|errors| errors?.into_iter().next())
+            .min_by_key(|e| e.location)
+            .map_or_else(|| unreachable!("one part failed"), Err),
+    }
+}
+
+/// The names of the `[projects.NAME]` tables, as written (the tokens name them).
+fn project_names(root: &toml::Spanned<toml::de::DeTable<'_>>) -> BTreeSet<String> {
+    match root.get_ref().get("projects").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Table(projects)) => {
+            projects.keys().map(|k| k.get_ref().to_string()).collect()
+        }
+        _ => BTreeSet::new(),
+    }
 }
 
 fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
@@ -138,5 +163,6 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         alerts: AlertSettings::resolve(raw.alerts, raw.alerts_deadline),
         services_dir: raw.services_dir.map(|d| folder.join(d.0)),
         services: Vec::new(),
+        tokens: Vec::new(),
     }
 }

@@ -52,7 +52,7 @@ const NAME_EXPECTING: &str = "a name of letters, digits, `.`, `_` and `-` that s
 
 /// Checks a suite name (or tag): `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 characters,
 /// because names are used in container and file names.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

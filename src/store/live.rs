@@ -63,7 +63,7 @@ pub struct StoredEvent {
     pub body: String,
 }
 
-const LIVE_COLUMNS: &str =
+pub(super) const LIVE_COLUMNS: &str =
     "run_id, project, state, requested_at, started_at, selection, target, requested_by";
 
 impl Store {
@@ -197,7 +197,7 @@ impl Store {
     }
 }
 
-fn live_of_row(r: &Row) -> rusqlite::Result<LiveRun> {
+pub(super) fn live_of_row(r: &Row) -> rusqlite::Result<LiveRun> {
     let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
     Ok(LiveRun {
         run_id: r.get(0)?,

@@ -23,6 +23,7 @@ pub mod error;
 pub mod for_run;
 pub mod git;
 pub mod live;
+pub mod pages;
 pub mod query;
 pub mod record;
 pub mod schema;

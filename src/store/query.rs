@@ -130,7 +130,8 @@ pub struct RunFilter {
     pub target: Option<PathBuf>,
 }
 
-const RUN_COLUMNS: &str = "seq, run_id, phalanx_version, started_at, finished_at, exit_code,
+pub(super) const RUN_COLUMNS: &str =
+    "seq, run_id, phalanx_version, started_at, finished_at, exit_code,
     interrupted, passed, failed, timed_out, errored, skipped, cancelled, invalid, critical,
     high, medium, low, info, suppressed, selection, partition, target, git_commit,
     git_branch, git_dirty, project";
@@ -395,7 +396,7 @@ fn count(r: &Row, i: usize) -> rusqlite::Result<u64> {
     Ok(r.get::<_, i64>(i)?.max(0) as u64)
 }
 
-fn run_of_row(r: &Row) -> rusqlite::Result<RunSummary> {
+pub(super) fn run_of_row(r: &Row) -> rusqlite::Result<RunSummary> {
     let started_at = time(r.get(3)?);
     let finished_at = time(r.get(4)?);
     let commit: Option<String> = r.get(23)?;
@@ -465,7 +466,7 @@ fn suite_of_row(r: &Row) -> rusqlite::Result<StoredSuite> {
     })
 }
 
-fn finding_of_row(r: &Row) -> rusqlite::Result<StoredFinding> {
+pub(super) fn finding_of_row(r: &Row) -> rusqlite::Result<StoredFinding> {
     let severity: String = r.get(3)?;
     Ok(StoredFinding {
         suite: r.get(0)?,

@@ -310,8 +310,8 @@ fn insert_baseline(tx: &Transaction, seq: i64, report: &RunReport) -> rusqlite::
 fn insert_findings(tx: &Transaction, suite: i64, f: &SuiteFindings) -> rusqlite::Result<usize> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO findings (suite, tool, rule, severity, fingerprint, path, line, message,
-            suppressed, justification)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            suppressed, justification, baseline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut fingerprint = String::with_capacity(24);
     for finding in &f.findings {
@@ -333,6 +333,7 @@ fn insert_findings(tx: &Transaction, suite: i64, f: &SuiteFindings) -> rusqlite:
             finding.message,
             finding.is_suppressed(),
             finding.justification(),
+            finding.baseline.map(|b| b.as_str()),
         ])?;
     }
     Ok(f.findings.len())

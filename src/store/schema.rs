@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this Phalanx knows.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -195,6 +195,12 @@ CREATE TABLE alert_state (
     PRIMARY KEY (channel, target, kind, scope, key)
 ) WITHOUT ROWID;
 CREATE INDEX alert_state_by_delivery ON alert_state (delivery);
+";
+
+/// Version 5: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
+/// baseline), so the API can list a run's new findings without comparing runs again.
+const V5: &str = "
+ALTER TABLE findings ADD COLUMN baseline TEXT;
 ";
 
 /// The database's schema version, as stored.

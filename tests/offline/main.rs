@@ -7,6 +7,8 @@
 //! that does goes in `tests/docker/`. All modules share one process: never change
 //! process-wide state (`std::env::set_var`, the working directory).
 
+#[path = "../browser/cdp.rs"]
+mod cdp;
 #[path = "../findings_common/mod.rs"]
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
