@@ -138,13 +138,15 @@
   function verdict(run) {
     if (LIVE_STATES.includes(run.state)) return run.state;
     if (run.state === 'interrupted') return 'interrupted';
-    // A run cancelled through the API may be recorded with exit code 0: its suites say.
-    const cancelled = run.outcomes && run.outcomes.cancelled > 0;
+    // A run cancelled through the API exits 3 (not trustworthy) with no suite in error:
+    // its suites say it was cancelled.
+    const outcomes = run.outcomes || {};
+    const cancelled = outcomes.cancelled > 0 && !(outcomes.error > 0);
     switch (run.exit_code) {
-      case 0: return cancelled ? 'cancelled' : 'passed';
+      case 0: return 'passed';
       case 1: return 'failed';
       case 2: return 'config-error';
-      case 3: return 'error';
+      case 3: return cancelled ? 'cancelled' : 'error';
       default: return 'finished';
     }
   }
