@@ -132,6 +132,12 @@ impl Builds {
         board.get(image).cloned().unwrap_or(ImageState::Unknown)
     }
 
+    /// A receiver of every image's state, for those who wait on images outside the
+    /// scheduler's loop (services).
+    pub fn watch(&self) -> watch::Receiver<HashMap<String, ImageState>> {
+        self.board.clone()
+    }
+
     /// Marks the current states as seen: [`Builds::changed`] then waits for a newer one.
     pub fn mark_seen(&mut self) {
         self.board.borrow_and_update();

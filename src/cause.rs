@@ -88,6 +88,27 @@ pub enum Cause {
         /// `class.name` of the first failing case.
         first: String,
     },
+    /// A service the suite needs could not be started: its image could not be made, or
+    /// the engine refused its container. `error` is what happened to the service.
+    ServiceNotStarted { service: String, error: Box<Cause> },
+    /// A service the suite needs did not get ready within its `ready_timeout`.
+    ServiceNotReady {
+        service: String,
+        #[serde(rename = "limit_secs", serialize_with = "secs")]
+        limit: Duration,
+        /// What the last readiness check saw (`connection refused`, `HTTP 503`…).
+        last_failure: String,
+        /// The end of the service's output (sanitised, at most a few KB).
+        log_tail: String,
+    },
+    /// A service the suite needs exited before the suite was done with it, so what the
+    /// suite found (or did not) cannot be trusted.
+    ServiceExited {
+        service: String,
+        /// `None` when the engine could not say.
+        exit_code: Option<i64>,
+        log_tail: String,
+    },
     /// Something every suite of the run needs is missing (`doctor::preflight`), so none
     /// was started.
     PrerequisiteMissing { missing: String, fix: String },
@@ -187,6 +208,26 @@ impl Cause {
                 }
             }
             Cause::TestsFailed { first, .. } => f(first),
+            Cause::ServiceNotStarted { service, error } => {
+                f(service);
+                error.visit_text(f);
+            }
+            Cause::ServiceNotReady {
+                service,
+                last_failure,
+                log_tail,
+                ..
+            } => {
+                f(service);
+                f(last_failure);
+                f(log_tail);
+            }
+            Cause::ServiceExited {
+                service, log_tail, ..
+            } => {
+                f(service);
+                f(log_tail);
+            }
             Cause::Stopped { reason } | Cause::NotStarted { reason } => {
                 if let StopReason::FailFast { after } = reason {
                     f(after);
@@ -308,6 +349,35 @@ impl fmt::Display for Cause {
             ),
             Cause::ResultInvalid { message } | Cause::Internal { message } => f.write_str(message),
             Cause::PrerequisiteMissing { missing, fix } => write!(f, "{missing}; {fix}"),
+            Cause::ServiceNotStarted { service, error } => {
+                write!(f, "the service `{service}` could not be started: {error}")
+            }
+            Cause::ServiceNotReady {
+                service,
+                limit,
+                last_failure,
+                log_tail,
+            } => write!(
+                f,
+                "the service `{service}` was not ready after {}; last check: {last_failure}{}",
+                humantime::format_duration(*limit),
+                tail_note(log_tail)
+            ),
+            Cause::ServiceExited {
+                service,
+                exit_code,
+                log_tail,
+            } => {
+                let code = exit_code.map_or_else(
+                    || "with an unknown status".into(),
+                    |c| format!("with code {c}"),
+                );
+                write!(
+                    f,
+                    "the service `{service}` exited {code} before the suite was done with it{}",
+                    tail_note(log_tail)
+                )
+            }
             Cause::ResultTooLarge { message } | Cause::ResultNotExtracted { message } => {
                 write!(f, "could not extract the results: {message}")
             }
@@ -348,6 +418,14 @@ impl fmt::Display for Cause {
                 failures + errors
             ),
         }
+    }
+}
+
+/// `; its log ends: …` when there is a log tail to quote.
+fn tail_note(tail: &str) -> String {
+    match tail.trim() {
+        "" => "; it printed nothing".into(),
+        tail => format!("; its log ends:\n{tail}"),
     }
 }
 

@@ -65,6 +65,25 @@ pub enum EventKind {
         cause: Cause,
     },
     SuiteFinished(Box<SuiteReport>),
+    /// A service's container started on the run's private network (see
+    /// [`crate::services`]); `suites` are the ones that need it.
+    ServiceStarted {
+        name: String,
+        image: String,
+        suites: Vec<String>,
+    },
+    /// The service passed its readiness check `after` its start.
+    ServiceReady {
+        name: String,
+        after: Duration,
+    },
+    /// The service is gone: stopped after its last suite (`cause` is `None`), or failed
+    /// (its suites end as errors with `cause`). Its output is in `log_path`.
+    ServiceFinished {
+        name: String,
+        cause: Option<Cause>,
+        log_path: Option<std::path::PathBuf>,
+    },
     /// The run is stopping early (fail-fast or a signal).
     Stopping {
         reason: StopReason,
@@ -87,6 +106,9 @@ impl EventKind {
             EventKind::SuiteStarted { .. } => "suite-started",
             EventKind::SuiteRetrying { .. } => "suite-retrying",
             EventKind::SuiteFinished(_) => "suite-finished",
+            EventKind::ServiceStarted { .. } => "service-started",
+            EventKind::ServiceReady { .. } => "service-ready",
+            EventKind::ServiceFinished { .. } => "service-finished",
             EventKind::Stopping { .. } => "stopping",
             EventKind::RunFinished { .. } => "run-finished",
         }

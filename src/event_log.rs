@@ -112,6 +112,29 @@ fn fields(kind: &EventKind) -> Value {
             "cause": cause,
         }),
         EventKind::SuiteFinished(report) => suite_finished(report),
+        EventKind::ServiceStarted {
+            name,
+            image,
+            suites,
+        } => json!({
+            "service": name,
+            "image": image,
+            "suites": suites,
+        }),
+        EventKind::ServiceReady { name, after } => json!({
+            "service": name,
+            "after": seconds(*after),
+        }),
+        EventKind::ServiceFinished {
+            name,
+            cause,
+            log_path,
+        } => json!({
+            "service": name,
+            "reason": cause.as_ref().map(ToString::to_string),
+            "cause": cause,
+            "log_path": log_path,
+        }),
         EventKind::Stopping { reason } => json!({
             "reason": reason.to_string(),
             "cause": reason,

@@ -63,6 +63,27 @@ pub fn jobs(suites: &[Suite]) -> Vec<ImageJob> {
     jobs
 }
 
+/// Adds the images of `services` to `jobs` (a service's build log is
+/// `service-<name>.build.log`, as if it were a suite named `service-<name>`).
+pub fn add_service_jobs(jobs: &mut Vec<ImageJob>, services: &[crate::config::Service]) {
+    for service in services {
+        let user = format!("service-{}", service.name);
+        match jobs.iter_mut().find(|j| j.image == service.image) {
+            Some(job) => {
+                job.suites.push(user);
+                if job.context.is_none() {
+                    job.context.clone_from(&service.build);
+                }
+            }
+            None => jobs.push(ImageJob {
+                image: service.image.clone(),
+                context: service.build.clone(),
+                suites: vec![user],
+            }),
+        }
+    }
+}
+
 /// The build log of `job`: the same file a run uses for its first suite.
 pub fn build_log(reports_dir: &Path, job: &ImageJob) -> PathBuf {
     let suite = job.suites.first().map(String::as_str).unwrap_or("image");

@@ -107,6 +107,8 @@ pub struct Followers {
 pub struct Finished {
     pub report: RunReport,
     pub paths: ReportPaths,
+    /// What the store recorded of the run besides its report (target, git, project).
+    pub facts: RunFacts,
     /// The report files that could not be written.
     pub write_errors: Vec<ReportError>,
 }
@@ -155,13 +157,13 @@ pub async fn run(
         // Stopped before it began (a queued run cancelled): nothing to start or clean.
         let cause = Cause::NotStarted { reason };
         let report = run::not_started(&plan, &cause, followers.always);
-        return finish(report, paths, &facts, recorder, notes);
+        return finish(report, paths, facts, recorder, notes);
     }
     let engine = match engine {
         Ok(engine) => engine,
         Err(cause) => {
             let report = not_started(plan, cause, followers.always, notes);
-            return finish(report, paths, &facts, recorder, notes);
+            return finish(report, paths, facts, recorder, notes);
         }
     };
     remove_orphans(&engine, notes).await;
@@ -180,7 +182,7 @@ pub async fn run(
             let mut subscribers = followers.display;
             subscribers.extend(followers.always);
             let report = not_started(plan, cause, subscribers, notes);
-            return finish(report, paths, &facts, recorder, notes);
+            return finish(report, paths, facts, recorder, notes);
         }
     };
     notes(Note::Detail(choice.line()));
@@ -192,7 +194,7 @@ pub async fn run(
     if let Some(note) = crate::engine::lost::after_run(&mut report).await {
         notes(Note::Error(note));
     }
-    finish(report, paths, &facts, recorder, notes)
+    finish(report, paths, facts, recorder, notes)
 }
 
 /// The report of a run that started no suite: every suite an error naming `cause`, which
@@ -227,7 +229,7 @@ pub async fn remove_orphans(engine: &DockerEngine, notes: Notes<'_>) {
 fn finish(
     report: RunReport,
     paths: ReportPaths,
-    facts: &RunFacts,
+    facts: RunFacts,
     recorder: &mut RunRecorder,
     notes: Notes<'_>,
 ) -> Finished {
@@ -236,7 +238,7 @@ fn finish(
         sarif::write_sarif(&report, &paths.sarif),
         json::write_json(&report, &paths.json),
     ];
-    if let Some(warning) = recorder.record(&report, facts) {
+    if let Some(warning) = recorder.record(&report, &facts) {
         notes(Note::Warning(warning));
     }
     let mut input = ReportInput::for_run(
@@ -260,6 +262,7 @@ fn finish(
     Finished {
         report,
         paths,
+        facts,
         write_errors,
     }
 }

@@ -5,13 +5,16 @@
 //! with `event` carrying what happens, numbered and in order, to its subscribers:
 //! `progress`, the `event_log` (`--events`) and the `recorder` that builds the run's report
 //! for the report writers. `launch` takes one run from its plan to its reports and its
-//! record, for `phalanx run` and `phalanx serve` alike. What ended a suite badly is a typed `cause::Cause`; why a run
-//! stops early is a `stop::StopReason`.
+//! record, for `phalanx run` and `phalanx serve` alike; `scans` is the server's queue of
+//! such runs. What ended a suite badly is a typed `cause::Cause`; why a run stops early is
+//! a `stop::StopReason`. After the reports, `alerts` sends the run's webhooks, one digest
+//! per channel, from the run and the `store`.
 //!
-//! `phalanx serve` is `server`, a thin HTTP layer over `scans` (the queue and the runs),
-//! the `store` (reads) and `access` (who may do what).
+//! `phalanx serve` is `server`, a thin HTTP layer over `scans`, the `store` (reads) and
+//! `access` (who may do what).
 
 pub mod access;
+pub mod alerts;
 pub mod builds;
 pub mod cause;
 pub mod collect;
@@ -39,6 +42,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod self_image;
 pub mod server;
+pub mod services;
 pub mod stop;
 pub mod store;
 pub mod target;

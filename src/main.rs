@@ -31,6 +31,9 @@ use phalanx::stop::{Signal, StopReason, StopSignal};
 use phalanx::store::{self, Store, StoreSettings};
 use phalanx::target::TargetMode;
 
+/// `phalanx alerts log | test`, and the alerts of a finished run.
+#[path = "cli/alerts.rs"]
+mod alerts_cli;
 /// `phalanx serve` and `phalanx token new` (the server is `phalanx::server`).
 #[path = "cli/serve.rs"]
 mod serve;
@@ -128,6 +131,8 @@ enum Command {
     /// Write report.html and report.md of a recorded run, compared with the run before it
     /// of the same target and selection (or with --baseline), with the target's trend.
     Report(ReportArgs),
+    /// The alerts (webhooks) of phalanx.toml's [[alerts]]: what was sent, and a test message.
+    Alerts(alerts_cli::AlertsArgs),
     /// Delete all but the newest N runs from the run store, with their findings.
     Prune {
         #[command(flatten)]
@@ -194,8 +199,9 @@ struct ImagesArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     image_jobs: Option<u32>,
     /// Build Phalanx's own image instead (docker/phalanx/Dockerfile), holding this
-    /// statically linked binary and the current directory's suites/ and docker/: run it
-    /// from a checkout; scripts/phalanx-image builds the binary and then this.
+    /// statically linked binary and the current directory's suites/, services/ and
+    /// docker/: run it from a checkout; scripts/phalanx-image builds the binary and then
+    /// this.
     #[arg(long = "self", conflicts_with_all = ["names", "tags", "dir"])]
     self_image: bool,
     /// The tag of the image --self builds [default: phalanx/phalanx:<this version>].
@@ -410,6 +416,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         } => stored::diff(&project, &store, base, head, json, fail_on_new),
         Command::Report(args) => stored::report(&project, args),
         Command::Prune { store, keep } => stored::prune(&project, &store, keep),
+        Command::Alerts(args) => alerts_cli::command(&project, args).await,
         Command::Serve(args) => serve::serve(project, args).await,
         Command::Token { command } => serve::token(&project, command),
     }
@@ -458,8 +465,40 @@ fn list(project: &ProjectConfig, dir: &SuitesDir, tags: &[String]) -> Result<Exi
         .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
         .collect();
     print!("{}", suite_table(&shown));
+    if !loaded.services.is_empty() {
+        println!();
+        print!("{}", service_table(&loaded.services, &loaded.suites));
+    }
     print_config_errors(&loaded.errors);
     Ok(exit_for_errors(&loaded.errors))
+}
+
+/// The services, each with the suites that need it: `phalanx list`.
+fn service_table(services: &[config::Service], suites: &[Suite]) -> String {
+    let rows: Vec<[String; 4]> = services
+        .iter()
+        .map(|service| {
+            let users: Vec<&str> = suites
+                .iter()
+                .filter(|s| s.needs.contains(&service.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            let users = match users.is_empty() {
+                true => "-".to_string(),
+                false => users.join(","),
+            };
+            [
+                service.name.clone(),
+                phalanx::services::url(service),
+                service.image.clone(),
+                users,
+            ]
+        })
+        .collect();
+    aligned(
+        ["SERVICE", "URL", "IMAGE", "NEEDED BY"].map(String::from),
+        &rows,
+    )
 }
 
 fn suite_table(suites: &[&Suite]) -> String {
@@ -475,6 +514,11 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let header = ["NAME", "TAGS", "IMAGE", "DESCRIPTION"].map(String::from);
+    aligned(header, &rows)
+}
+
+/// Rows under a header, each column as wide as its widest cell but the last.
+fn aligned(header: [String; 4], rows: &[[String; 4]]) -> String {
     let widths: Vec<usize> = (0..3)
         .map(|i| {
             rows.iter()
@@ -485,7 +529,7 @@ fn suite_table(suites: &[&Suite]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line = format!(
             "{:w0$}  {:w1$}  {:w2$}  {}",
             row[0],
@@ -506,10 +550,17 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
     let loaded = load_suites(project, dir)?;
     print_config_errors(&loaded.errors);
     let count = loaded.suites.len();
+    let services = match loaded.services.len() {
+        0 => String::new(),
+        n => format!(", {n} service(s)"),
+    };
     if loaded.errors.is_empty() {
-        println!("{count} suite(s) valid");
+        println!("{count} suite(s) valid{services}");
     } else {
-        eprintln!("{} error(s); {count} suite(s) valid", loaded.errors.len());
+        eprintln!(
+            "{} error(s); {count} suite(s) valid{services}",
+            loaded.errors.len()
+        );
     }
     Ok(exit_for_errors(&loaded.errors))
 }
@@ -533,7 +584,9 @@ async fn build_images(project: &ProjectConfig, args: ImagesArgs) -> Result<ExitC
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let reports = args.reports.unwrap_or_else(|| project.reports_dir.clone());
     let engine = connect().await?;
-    let jobs = images::jobs(&suites);
+    let mut jobs = images::jobs(&suites);
+    let needed = phalanx::services::needed(&suites, &loaded.services);
+    images::add_service_jobs(&mut jobs, &needed);
     let image_jobs = image_jobs(args.image_jobs, project);
     let done = images::build_all(
         Arc::new(engine),
@@ -616,6 +669,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
     let loaded =
         config::load_suites(&suites_dir, config).map_err(|e| Failure::Usage(e.to_string()))?;
     print_config_errors(&loaded.errors);
+    let services = loaded.services.clone();
     let wanted = Wanted {
         names: args.names.clone(),
         tags: args.tags.clone(),
@@ -639,6 +693,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         eprintln!("note: shard {partition} holds none of the selected suites; nothing to run");
     }
     phalanx::secrets::protect(&suites);
+    alerts_cli::protect(config);
     let target_arg = match project {
         Some(project) => project.target.clone(),
         None => args.target.clone().unwrap_or_else(|| PathBuf::from(".")),
@@ -700,6 +755,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         invalid_suites,
         history,
         partition: args.partition.map(|p| p.to_string()),
+        services,
     };
     if let Some(format) = args.dry_run {
         return Ok(dry_run(&plan, format).await);
@@ -727,6 +783,9 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
     let finished = launch::run(launch, engine, followers, stop, &mut recorder, &say).await;
     signals.abort();
     print_summary(&finished, args.events_on_stdout());
+    // After the reports and the summary: delivery never holds them up, nor changes the
+    // exit code.
+    alerts_cli::after_run(config, &finished.report, recorder.store(), &finished.facts).await;
     match finished.write_errors.first() {
         Some(e) => Err(Failure::Infra(format!("cannot write the reports: {e}"))),
         None => Ok(ExitCode::from(finished.report.exit_code())),

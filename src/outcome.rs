@@ -205,7 +205,8 @@ pub fn exit_code(counts: &Counts, any_invalid: bool, interrupted: Option<Signal>
     if let Some(signal) = interrupted {
         return signal.exit_code();
     }
-    if counts.error > 0 {
+    // A suite cancelled through the server did not scan: the run cannot be trusted.
+    if counts.error + counts.cancelled > 0 {
         exit::INFRA
     } else if any_invalid {
         exit::USAGE

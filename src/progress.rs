@@ -184,6 +184,20 @@ fn event_line(event: &Event, counter: Counter) -> Option<String> {
             format!("{name}  {}", retry_text(*attempt, cause)),
         )),
         EventKind::SuiteFinished(report) => Some(finished_line(report, counter)),
+        EventKind::ServiceStarted { name, image, .. } => {
+            Some(line("SERVICE", format!("{name}  started ({image})")))
+        }
+        EventKind::ServiceReady { name, after } => Some(line(
+            "SERVICE",
+            format!("{name}  ready after {:.1}s", after.as_secs_f64()),
+        )),
+        EventKind::ServiceFinished { name, cause, .. } => Some(line(
+            "SERVICE",
+            match cause {
+                None => format!("{name}  stopped"),
+                Some(cause) => format!("{name}  failed: {}", one_line(&cause.to_string())),
+            },
+        )),
         EventKind::Stopping { reason } => Some(line("STOPPING", one_line(&reason.to_string()))),
         // The summary table that follows says it all.
         EventKind::RunFinished { .. } => None,
@@ -362,7 +376,10 @@ impl Bars {
                 self.print(event, counter);
                 self.overall.inc(1);
             }
-            EventKind::Stopping { .. } => self.print(event, counter),
+            EventKind::ServiceStarted { .. }
+            | EventKind::ServiceReady { .. }
+            | EventKind::ServiceFinished { .. }
+            | EventKind::Stopping { .. } => self.print(event, counter),
             EventKind::RunFinished { .. } => {}
         }
         self.refresh(&mut state);

@@ -57,6 +57,9 @@ impl Recorder {
             | EventKind::ImageBuildFinished { .. }
             | EventKind::SuiteStarted { .. }
             | EventKind::SuiteRetrying { .. }
+            | EventKind::ServiceStarted { .. }
+            | EventKind::ServiceReady { .. }
+            | EventKind::ServiceFinished { .. }
             | EventKind::Stopping { .. } => {}
         }
     }
@@ -156,6 +159,7 @@ mod tests {
             invalid_suites: Vec::new(),
             history: Default::default(),
             partition: None,
+            services: Vec::new(),
         }
     }
 

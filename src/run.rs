@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::cause::Cause;
-use crate::config::Suite;
+use crate::config::{Service, Suite};
 use crate::engine::Engine;
 use crate::event::{self, EventKind, EventSender, Hub, Subscriber};
 use crate::history::History;
@@ -27,6 +27,9 @@ pub struct RunPlan {
     pub history: History,
     /// `hash:M/N` when this run is one CI shard of the selection; named in the reports.
     pub partition: Option<String>,
+    /// The services the suites may need (all those declared: the ones the selected suites
+    /// need are started, see [`crate::services`]).
+    pub services: Vec<Service>,
 }
 
 /// A run id that is unique on this engine: time, process and a per-process counter.
@@ -64,9 +67,10 @@ pub async fn execute<E: Engine>(
     let order = plan::longest_first(&plan.suites, &plan.history);
     let mut planned: Vec<Option<Suite>> = plan.suites.into_iter().map(Some).collect();
     let started: Vec<Suite> = order.iter().filter_map(|&i| planned[i].take()).collect();
-    schedule::run_all(
+    schedule::run_with_services(
         engine.clone(),
         started,
+        plan.services,
         Arc::new(plan.context),
         plan.options,
         stop.clone(),

@@ -12,11 +12,12 @@ use tokio::task::JoinSet;
 
 use crate::builds::{Builds, ImageState};
 use crate::cause::Cause;
-use crate::config::Suite;
+use crate::config::{Service, Suite};
 use crate::engine::Engine;
 use crate::event::{EventKind, EventSender};
 use crate::outcome::{Outcome, SuiteReport};
 use crate::runner::{self, RunContext};
+use crate::services::{self, Services};
 use crate::stop::{StopReason, StopSignal};
 
 #[derive(Debug, Clone)]
@@ -43,13 +44,44 @@ pub async fn run_all<E: Engine>(
     stop: StopSignal,
     events: EventSender,
 ) {
+    run_with_services(engine, suites, Vec::new(), ctx, options, stop, events).await
+}
+
+/// [`run_all`] for suites that may need services: those of `services` that the suites
+/// need start as their images are ready ([`Services`]), a suite that needs one takes a
+/// slot only once it is ready, and one that needs a failed one ends as an error with its
+/// cause, without a slot.
+pub async fn run_with_services<E: Engine>(
+    engine: Arc<E>,
+    mut suites: Vec<Suite>,
+    services: Vec<Service>,
+    ctx: Arc<RunContext>,
+    options: ScheduleOptions,
+    stop: StopSignal,
+    events: EventSender,
+) {
     let jobs = options.jobs.max(1);
     let shared_slots = options.shared_slots.clone();
-    let mut builds = Builds::start(
+    let needed = services::needed(&suites, &services);
+    for suite in suites.iter_mut().filter(|s| !s.needs.is_empty()) {
+        suite.env.extend(services::target_env(suite, &needed));
+    }
+    let mut images = crate::images::jobs(&suites);
+    crate::images::add_service_jobs(&mut images, &needed);
+    let mut builds = Builds::start_jobs(
         engine.clone(),
-        &suites,
+        images,
         &ctx.reports_dir,
         options.image_jobs,
+        stop.clone(),
+        events.clone(),
+    );
+    let mut dynamic = Services::start(
+        engine.clone(),
+        needed,
+        &suites,
+        ctx.clone(),
+        builds.watch(),
         stop.clone(),
         events.clone(),
     );
@@ -58,6 +90,7 @@ pub async fn run_all<E: Engine>(
             .iter()
             .map(|s| (s.name.clone(), s.image.clone()))
             .collect(),
+        needs: suites.iter().map(|s| s.needs.clone()).collect(),
         running: JoinSet::new(),
         task_index: HashMap::new(),
         options,
@@ -69,14 +102,16 @@ pub async fn run_all<E: Engine>(
     let mut lookahead = Lookahead::default();
     loop {
         builds.mark_seen();
-        scheduler.fail_unbuilt(&mut queue, &builds);
+        dynamic.mark_seen();
+        scheduler.fail_unbuilt(&mut queue, &builds, &mut dynamic);
+        scheduler.fail_unserved(&mut queue, &mut dynamic);
         if queue.is_empty() || stop.is_stopped() {
             break;
         }
         let (next, weight) = {
             let ready: Vec<&(usize, Suite)> = queue
                 .iter()
-                .filter(|(_, s)| builds.state(&s.image).is_ready())
+                .filter(|(_, s)| builds.state(&s.image).is_ready() && dynamic.ready_for(&s.needs))
                 .collect();
             lookahead.hint(&engine, &ctx, &ready, jobs, slots.available_permits());
             // A suite heavier than the whole budget still runs, alone.
@@ -88,10 +123,12 @@ pub async fn run_all<E: Engine>(
             biased;
             () = stop.stopped() => break,
             Some(joined) = scheduler.running.join_next_with_id(), if !scheduler.running.is_empty() => {
-                scheduler.record(joined);
+                scheduler.record(joined, &mut dynamic);
             }
             // A build ended: a suite earlier in the queue may be ready now.
             () = builds.changed() => {}
+            // A service got ready (or failed).
+            () = dynamic.changed() => {}
             permit = slots.clone().acquire_many_owned(weight), if next.is_some() => {
                 let permit = permit.expect("the semaphore is never closed");
                 let at = queue.iter().position(|(i, _)| Some(*i) == next).expect("queued");
@@ -108,10 +145,11 @@ pub async fn run_all<E: Engine>(
         }
     }
     while let Some(joined) = scheduler.running.join_next_with_id().await {
-        scheduler.record(joined);
+        scheduler.record(joined, &mut dynamic);
     }
-    // What is being prepared or built finishes before the run's final sweep looks for
-    // leftovers.
+    // The services go (their logs written) before the run's final sweep removes the
+    // network; what is being prepared or built finishes before that sweep too.
+    dynamic.finish().await;
     lookahead.finish().await;
     builds.finish().await;
     scheduler.finish_unstarted(queue.into_iter().map(|(i, _)| i))
@@ -172,6 +210,8 @@ impl Lookahead {
 struct Scheduler {
     /// Name and image of each planned suite, for suites that never start.
     names: Vec<(String, String)>,
+    /// The services each planned suite needs.
+    needs: Vec<Vec<String>>,
     running: JoinSet<(SuiteReport, OwnedSemaphorePermit)>,
     task_index: HashMap<tokio::task::Id, usize>,
     options: ScheduleOptions,
@@ -186,18 +226,37 @@ impl Scheduler {
             (tokio::task::Id, (SuiteReport, OwnedSemaphorePermit)),
             tokio::task::JoinError,
         >,
+        services: &mut Services,
     ) {
-        let (report, permit) = match joined {
-            Ok((_, (report, permit))) => (report, Some(permit)),
+        let (index, report, permit) = match joined {
+            Ok((id, (report, permit))) => (self.task_index[&id], report, Some(permit)),
             Err(e) => {
-                let (name, image) = &self.names[self.task_index[&e.id()]];
+                let index = self.task_index[&e.id()];
+                let (name, image) = &self.names[index];
                 let cause = Cause::internal(format!("internal error while running the suite: {e}"));
                 let report = SuiteReport::not_run(name, image, Outcome::Error, Some(cause));
-                (report, None)
+                (index, report, None)
             }
         };
+        let mut report = report;
+        services.suite_done(&self.needs[index], &mut report);
         self.conclude(report);
         drop(permit);
+    }
+
+    /// Takes the suites that need a service that failed out of `queue` and reports each as
+    /// an error with the service's cause.
+    fn fail_unserved(&mut self, queue: &mut VecDeque<(usize, Suite)>, services: &mut Services) {
+        queue.retain(|(index, suite)| {
+            let Some(cause) = services.blocked(&suite.needs) else {
+                return true;
+            };
+            let report =
+                SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, Some(cause));
+            services.release(&self.needs[*index]);
+            self.conclude(report);
+            false
+        });
     }
 
     /// Sends a finished suite's report, stopping the run first if it fails it (fail-fast).
@@ -212,13 +271,19 @@ impl Scheduler {
 
     /// Takes the suites whose image could not be made out of `queue` and reports each as
     /// an error with the image's cause: they need no slot to fail.
-    fn fail_unbuilt(&mut self, queue: &mut VecDeque<(usize, Suite)>, builds: &Builds) {
-        queue.retain(|(_, suite)| {
+    fn fail_unbuilt(
+        &mut self,
+        queue: &mut VecDeque<(usize, Suite)>,
+        builds: &Builds,
+        services: &mut Services,
+    ) {
+        queue.retain(|(index, suite)| {
             let ImageState::Failed(cause) = builds.state(&suite.image) else {
                 return true;
             };
             let report =
                 SuiteReport::not_run(&suite.name, &suite.image, Outcome::Error, Some(cause));
+            services.release(&self.needs[*index]);
             self.conclude(report);
             false
         });
@@ -280,6 +345,17 @@ mod tests {
         stop: StopSignal,
         subscribers: Vec<Box<dyn crate::event::Subscriber>>,
     ) -> Vec<SuiteReport> {
+        run_services(engine, suites, Vec::new(), options, stop, subscribers).await
+    }
+
+    async fn run_services(
+        engine: Arc<MemoryEngine>,
+        suites: Vec<Suite>,
+        services: Vec<Service>,
+        options: ScheduleOptions,
+        stop: StopSignal,
+        subscribers: Vec<Box<dyn crate::event::Subscriber>>,
+    ) -> Vec<SuiteReport> {
         let jobs = options.jobs;
         let reports_dir = tempfile::tempdir().unwrap().keep();
         let ctx = RunContext {
@@ -299,9 +375,160 @@ mod tests {
             partition: None,
         });
         let mut hub = crate::event::Hub::new(subscribers);
-        let schedule = run_all(engine, suites, Arc::new(ctx), options, stop, events);
+        let schedule = run_with_services(
+            engine,
+            suites,
+            services,
+            Arc::new(ctx),
+            options,
+            stop,
+            events,
+        );
         tokio::join!(schedule, hub.follow(inbox));
         hub.finish().suites
+    }
+
+    /// A service whose script is `script` (see the memory engine), ready within `ready`.
+    fn service(name: &str, script: &[&str], ready: u64) -> Service {
+        Service {
+            name: name.into(),
+            description: String::new(),
+            image: "img".into(),
+            build: None,
+            command: (!script.is_empty()).then(|| script.iter().map(|s| s.to_string()).collect()),
+            env: Default::default(),
+            secret_env: Default::default(),
+            port: 8080,
+            ready: crate::config::ReadyCheck::Tcp,
+            ready_timeout: Duration::from_millis(ready),
+            endpoints: vec!["/a?b=c".into()],
+            policy: Default::default(),
+            tmpfs: Vec::new(),
+            source: "services/test.toml".into(),
+        }
+    }
+
+    fn needing(name: &str, millis: u64, services: &[&str]) -> Suite {
+        let mut suite = suite(name, &[&millis.to_string(), "0"]);
+        suite.needs = services.iter().map(|s| s.to_string()).collect();
+        suite.policy.network = crate::config::NetworkMode::Target;
+        suite
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_starts_once_and_its_suites_wait_until_it_is_ready() {
+        let engine = Arc::new(MemoryEngine::default());
+        let app = service("app", &["86400000", "0", "ready-after:3000"], 10_000);
+        let suites = vec![
+            needing("a", 1000, &["app"]),
+            needing("b", 1000, &["app"]),
+            suite("plain", &["1000", "0"]),
+        ];
+        let (names, subscriber) = event_names();
+        let reports = run_services(
+            engine.clone(),
+            suites,
+            vec![app],
+            options(3, 1),
+            StopSignal::default(),
+            vec![subscriber],
+        )
+        .await;
+        assert!(
+            reports.iter().all(|r| r.outcome == Outcome::Passed),
+            "{reports:?}"
+        );
+        assert_eq!(engine.services_started(), ["app"]);
+        let intervals = engine.intervals();
+        let start = |name: &str| intervals.iter().find(|i| i.suite == name).unwrap().start;
+        assert_eq!(start("a") - start("plain"), Duration::from_secs(3));
+        assert_eq!(start("b"), start("a"));
+        assert_eq!(engine.leftover(), 0, "the service was stopped and removed");
+        let names = names.lock().unwrap();
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+        assert!(at("service-ready") < at("suite-finished a"));
+        assert!(at("suite-finished b") < at("service-finished"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_suites_get_the_service_in_their_environment() {
+        let app = service("notes-db", &[], 1000);
+        let suite = needing("a", 10, &["notes-db"]);
+        let env: std::collections::BTreeMap<String, String> =
+            services::target_env(&suite, &[app]).into_iter().collect();
+        assert_eq!(env["PHALANX_TARGET_URL"], "http://notes-db:8080");
+        assert_eq!(env["PHALANX_TARGET_HOST"], "notes-db");
+        assert_eq!(env["PHALANX_TARGET_PORT"], "8080");
+        assert_eq!(
+            env["PHALANX_TARGET_ENDPOINTS"],
+            "http://notes-db:8080/\nhttp://notes-db:8080/a?b=c"
+        );
+        assert_eq!(env["PHALANX_SERVICE_NOTES_DB_URL"], "http://notes-db:8080");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_is_not_ready_or_exits_fails_only_its_suites() {
+        let engine = Arc::new(MemoryEngine::default());
+        let sleepy = service("sleepy", &["86400000", "0", "ready-after:100000"], 5000);
+        let dies = service("dies", &["10", "3", "ready-after:1000"], 5000);
+        let suites = vec![
+            needing("on-sleepy", 10, &["sleepy"]),
+            needing("on-dies", 10, &["dies"]),
+            suite("plain", &["10", "0"]),
+        ];
+        let reports = run_services(
+            engine.clone(),
+            suites,
+            vec![sleepy, dies],
+            options(2, 1),
+            StopSignal::default(),
+            vec![],
+        )
+        .await;
+        assert_eq!(
+            outcomes(&reports),
+            [
+                ("on-sleepy", Outcome::Error),
+                ("on-dies", Outcome::Error),
+                ("plain", Outcome::Passed)
+            ]
+        );
+        assert!(matches!(
+            &reports[0].cause,
+            Some(Cause::ServiceNotReady { service, last_failure, .. })
+                if service == "sleepy" && last_failure.contains("refused")
+        ));
+        assert!(matches!(
+            &reports[1].cause,
+            Some(Cause::ServiceExited { service, exit_code: Some(3), .. }) if service == "dies"
+        ));
+        let started: Vec<String> = engine.intervals().into_iter().map(|i| i.suite).collect();
+        assert_eq!(started, ["plain"]);
+        assert_eq!(engine.leftover(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_dies_while_its_suite_runs_makes_that_suite_an_error() {
+        let engine = Arc::new(MemoryEngine::default());
+        // Ready at once, gone after two seconds; the suite runs for five.
+        let brief = service("brief", &["2000", "137"], 1000);
+        let reports = run_services(
+            engine.clone(),
+            vec![needing("long", 5000, &["brief"])],
+            vec![brief],
+            options(1, 1),
+            StopSignal::default(),
+            vec![],
+        )
+        .await;
+        assert_eq!(reports[0].outcome, Outcome::Error);
+        assert!(matches!(
+            &reports[0].cause,
+            Some(Cause::ServiceExited {
+                exit_code: Some(137),
+                ..
+            })
+        ));
     }
 
     /// A suite whose image `image` is built from a (pretend) context when missing.
@@ -335,6 +562,9 @@ mod tests {
                     format!("{image} {outcome:?}")
                 }
                 EventKind::SuiteFinished(report) => report.name.clone(),
+                EventKind::ServiceStarted { .. }
+                | EventKind::ServiceReady { .. }
+                | EventKind::ServiceFinished { .. } => String::new(),
                 _ => String::new(),
             };
             kept.lock()

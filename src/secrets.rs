@@ -219,7 +219,21 @@ pub fn redact_logs(
     logs: BoxStream<'static, Result<LogChunk, EngineError>>,
     suite: &Suite,
 ) -> BoxStream<'static, Result<LogChunk, EngineError>> {
-    let redactor = Redactor::for_suite(suite);
+    redact_logs_with(logs, Redactor::for_suite(suite))
+}
+
+/// The log stream of a container with every registered secret ([`protect`],
+/// [`protect_values`]) redacted: for services, whose secrets are registered as they start.
+pub fn redact_registered(
+    logs: BoxStream<'static, Result<LogChunk, EngineError>>,
+) -> BoxStream<'static, Result<LogChunk, EngineError>> {
+    redact_logs_with(logs, registry().read().unwrap().clone())
+}
+
+fn redact_logs_with(
+    logs: BoxStream<'static, Result<LogChunk, EngineError>>,
+    redactor: Redactor,
+) -> BoxStream<'static, Result<LogChunk, EngineError>> {
     if redactor.is_empty() {
         return logs;
     }

@@ -21,7 +21,7 @@ pub const REPO: &str = "phalanx/phalanx";
 
 /// What the context is staged from, relative to the checkout.
 const DOCKERFILE: &str = "docker/phalanx/Dockerfile";
-const FOLDERS: [&str; 2] = ["suites", "docker"];
+const FOLDERS: [&str; 3] = ["suites", "services", "docker"];
 
 /// `phalanx/phalanx:<version of this binary>`.
 pub fn default_image() -> String {
@@ -226,11 +226,18 @@ mod tests {
     fn stages_only_what_the_dockerfile_copies() {
         let checkout = tempfile::tempdir().unwrap();
         let c = checkout.path();
-        for dir in ["docker/phalanx", "docker/x", "suites", "target/debug"] {
+        for dir in [
+            "docker/phalanx",
+            "docker/x",
+            "suites",
+            "services",
+            "target/debug",
+        ] {
             fs::create_dir_all(c.join(dir)).unwrap();
         }
         fs::write(c.join(DOCKERFILE), "FROM phalanx/base:bookworm\n").unwrap();
         fs::write(c.join("suites/a.toml"), "image = \"x:1\"\n").unwrap();
+        fs::write(c.join("services/s.toml"), "image = \"x:1\"\nport = 1\n").unwrap();
         fs::write(c.join("docker/x/Dockerfile"), "FROM scratch\n").unwrap();
         fs::write(c.join("target/debug/big"), "not sent").unwrap();
         let binary = c.join("fake-phalanx");
@@ -252,6 +259,7 @@ mod tests {
         assert!(dir.join("Dockerfile").is_file());
         assert_eq!(fs::read(dir.join("phalanx")).unwrap(), static_elf);
         assert!(dir.join("suites/a.toml").is_file());
+        assert!(dir.join("services/s.toml").is_file());
         assert!(dir.join("docker/x/Dockerfile").is_file());
         assert!(!dir.join("target").exists());
         drop(staged);

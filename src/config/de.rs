@@ -228,7 +228,20 @@ fn entry_at(table: &DeTable<'_>, pos: usize) -> Vec<String> {
     let covers =
         |r: Range<usize>| r.start <= pos && (pos < r.end || r.is_empty() && pos == r.start);
     for (key, value) in table.iter() {
-        if let DeValue::Table(inner) = value.get_ref() {
+        // An array of tables (`[[alerts]]`) is searched like a table: the entry's line
+        // says which element it is.
+        let inner: Vec<&DeTable<'_>> = match value.get_ref() {
+            DeValue::Table(inner) => vec![inner],
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| match item.get_ref() {
+                    DeValue::Table(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for inner in inner {
             let sub = entry_at(inner, pos);
             if !sub.is_empty() {
                 return [vec![key.get_ref().to_string()], sub].concat();

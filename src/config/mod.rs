@@ -11,12 +11,13 @@ mod error;
 mod policy;
 mod project_file;
 pub mod projects;
+mod service_file;
 mod suggest;
 mod suite_file;
 pub mod suppressions;
 mod tokens;
 pub mod units;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,7 @@ pub(crate) mod tests_support {
                 gate: project.gate,
             },
             policy: Policy::default(),
+            needs: Vec::new(),
             source: PathBuf::from("suites/test.toml"),
         }
     }
@@ -57,6 +59,9 @@ pub(crate) mod tests_support {
 pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use project_file::{load_project, parse_project};
 pub use projects::{LimitViolation, ProjectSpec};
+pub use service_file::{
+    DEFAULT_READY_TIMEOUT, LoadedServices, SERVICE_TMPFS_SIZE, load_services, parse_service,
+};
 pub use suite_file::{DEFAULT_RESULTS_PATH, LoadedSuites, load_suites, parse_suite};
 pub use suppressions::SuppressionSettings;
 pub use values::{CAPABILITIES, MAX_NAME_LEN, MIN_MEMORY, check_name};
@@ -90,6 +95,9 @@ pub struct Suite {
     pub weight: u32,
     pub results: ResultsSpec,
     pub policy: Policy,
+    /// The services (by name) this suite tests: started on the run's private network
+    /// before it runs, reached by name (`network = "target"`).
+    pub needs: Vec<String>,
     /// The file this suite was read from.
     pub source: PathBuf,
 }
@@ -115,6 +123,59 @@ pub enum ResultFormat {
 
 impl Suite {
     /// The values of the suite's secret environment entries.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secret_env
+            .iter()
+            .filter_map(|name| self.env.get(name))
+            .map(String::as_str)
+    }
+}
+
+/// An application under test that dynamic suites attack: started by Phalanx once per run on
+/// the run's private network, under its name, and stopped when the last suite that needs
+/// it ends (see [`crate::services`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Also its host name on the private network, so a DNS label.
+    pub name: String,
+    pub description: String,
+    pub image: String,
+    /// Build context directory, resolved against the file that declared the service.
+    pub build: Option<PathBuf>,
+    /// Command to run; `None` keeps the image's own.
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    /// Names of the secret `env` entries, redacted like a suite's.
+    pub secret_env: BTreeSet<String>,
+    /// The TCP port it serves on: in `PHALANX_TARGET_URL`, and what the readiness check
+    /// connects to.
+    pub port: u16,
+    pub ready: ReadyCheck,
+    /// How long it may take to get ready before its suites end as errors.
+    pub ready_timeout: Duration,
+    /// Paths (with example query strings) scanners start from, beside `/`; given to the
+    /// suites as full URLs in `PHALANX_TARGET_ENDPOINTS`.
+    pub endpoints: Vec<String>,
+    /// Its container policy; `network` is always [`NetworkMode::Target`].
+    pub policy: Policy,
+    /// Writable tmpfs mounts besides `/tmp` (each [`SERVICE_TMPFS_SIZE`]), for a
+    /// service with a read-only root filesystem.
+    pub tmpfs: Vec<String>,
+    /// The file this service was declared in (`services/*.toml` or `phalanx.toml`).
+    pub source: PathBuf,
+}
+
+/// When a service counts as ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// `GET path` on its port answers with a 2xx or 3xx status.
+    Http { path: String },
+    /// A TCP connection to its port is accepted.
+    Tcp,
+}
+
+impl Service {
+    /// The values of the service's secret environment entries.
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secret_env
             .iter()
@@ -187,8 +248,26 @@ pub struct ProjectConfig {
     pub target_max_size: u64,
     /// `[projects.NAME]`: the applications `phalanx serve` and `run --project` scan.
     pub projects: BTreeMap<String, projects::ProjectSpec>,
+    /// `[[alerts]]` and `alerts_deadline` (`crate::alerts`).
+    pub alerts: crate::alerts::AlertSettings,
+    /// Folder of service files (`services_dir`); `None`: `services` beside the suites folder.
+    pub services_dir: Option<PathBuf>,
+    /// `[[services]]` declared in the project file itself.
+    pub services: Vec<Service>,
     /// `[[tokens]]`: who may use `phalanx serve`'s API (only hashes are kept).
     pub tokens: Vec<crate::access::TokenSpec>,
+}
+
+impl ProjectConfig {
+    /// The alert channels of a run: every top-level `[[alerts]]` entry, then those of
+    /// its project (`None`: a run of no project).
+    pub fn alert_channels(&self, project: Option<&str>) -> Vec<crate::alerts::AlertSpec> {
+        let own = project
+            .and_then(|name| self.projects.get(name))
+            .map(|p| p.alerts.as_slice())
+            .unwrap_or_default();
+        self.alerts.channels.iter().chain(own).cloned().collect()
+    }
 }
 
 impl Default for ProjectConfig {
@@ -207,6 +286,9 @@ impl Default for ProjectConfig {
             target_mode: crate::target::TargetMode::default(),
             target_max_size: crate::target::DEFAULT_MAX_SIZE,
             projects: BTreeMap::new(),
+            alerts: crate::alerts::AlertSettings::default(),
+            services_dir: None,
+            services: Vec::new(),
             tokens: Vec::new(),
         }
     }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::values::{AtLeastOne, Capability, Cpus, Memory, Word};
+use super::values::{AtLeastOne, Capability, Cpus, Memory, TmpfsPath, Word};
 use super::{NetworkMode, Policy};
 
 /// `[policy]` as written: every key optional, so that only the keys present override the
@@ -34,6 +34,43 @@ impl RawPolicy {
             cpus: self.cpus.map_or(base.cpus, |c| c.0),
             pids: self.pids.map_or(base.pids, |p| p.0),
         }
+    }
+}
+
+/// A service's `[policy]`: a suite's without `network` (a service is always on the run's
+/// private network, nothing else), and with the `tmpfs` paths it may write.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServicePolicy {
+    user: Option<Word>,
+    read_only: Option<bool>,
+    cap_add: Option<Vec<Capability>>,
+    memory: Option<Memory>,
+    cpus: Option<Cpus>,
+    pids: Option<AtLeastOne>,
+    tmpfs: Option<Vec<TmpfsPath>>,
+}
+
+impl RawServicePolicy {
+    /// The policy over `base` (as for a suite, with `network = "target"`) and the tmpfs
+    /// paths, each once.
+    pub(crate) fn over(self, base: &Policy) -> (Policy, Vec<String>) {
+        let mut tmpfs: Vec<String> = Vec::new();
+        for TmpfsPath(path) in self.tmpfs.unwrap_or_default() {
+            if !tmpfs.contains(&path) {
+                tmpfs.push(path);
+            }
+        }
+        let as_suite = RawPolicy {
+            network: Some(NetworkMode::Target),
+            user: self.user,
+            read_only: self.read_only,
+            cap_add: self.cap_add,
+            memory: self.memory,
+            cpus: self.cpus,
+            pids: self.pids,
+        };
+        (as_suite.over(base), tmpfs)
     }
 }
 

@@ -14,6 +14,7 @@ use super::policy::RawPolicy;
 use super::projects::{self, RawProjectSpec};
 use super::tokens;
 use super::values::{AtLeastOne, Bounded, ByteSize, Name, PathText, Timeout};
+use crate::alerts::config::{AlertSettings, RawAlerts};
 use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
@@ -37,6 +38,10 @@ struct RawProject {
     target_max_size: Option<ByteSize>,
     store: Option<RawStore>,
     projects: Option<BTreeMap<Name, RawProjectSpec>>,
+    alerts: Option<RawAlerts>,
+    alerts_deadline: Option<Timeout>,
+    services_dir: Option<PathText>,
+    services: Option<Vec<toml::Spanned<super::service_file::RawService>>>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -88,8 +93,10 @@ pub fn parse_project(path: &Path, text: &str) -> Result<ProjectConfig, ConfigErr
     let known = project_names(&root);
     let tokens = tokens::take(&tokens_src, &mut root, &known);
     match (src.deserialize_all::<RawProject>(root), tokens) {
-        (Ok(raw), Ok(tokens)) => {
+        (Ok(mut raw), Ok(tokens)) => {
+            let inline = raw.services.take().unwrap_or_default();
             let mut project = resolve(raw, path.parent().unwrap_or(Path::new("")));
+            project.services = super::service_file::resolve_inline(inline, &src, &project)?;
             project.tokens = tokens;
             Ok(project)
         }
@@ -153,6 +160,9 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         target_max_size: raw
             .target_max_size
             .map_or(defaults.target_max_size, |s| s.0),
+        alerts: AlertSettings::resolve(raw.alerts, raw.alerts_deadline),
+        services_dir: raw.services_dir.map(|d| folder.join(d.0)),
+        services: Vec::new(),
         tokens: Vec::new(),
     }
 }

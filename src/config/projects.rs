@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::values::{AtLeastOne, Bounded, Capability, Cpus, Memory, Name, PathText, Timeout};
 use super::{NetworkMode, Suite};
+use crate::alerts::config::{AlertSpec, RawAlerts};
 use crate::findings::{Gate, Severity};
 
 /// Queued runs a project may have waiting when `max_queued` is not set.
@@ -33,6 +34,7 @@ pub(crate) struct RawProjectSpec {
     baseline: Option<String>,
     max_queued: Option<Bounded<0, 10_000>>,
     limits: Option<RawLimits>,
+    alerts: Option<RawAlerts>,
 }
 
 /// `[projects.NAME.limits]`: the most a suite of this project may ask for.
@@ -68,6 +70,9 @@ pub struct ProjectSpec {
     pub baseline: Option<String>,
     pub max_queued: usize,
     pub limits: Limits,
+    /// `[[projects.NAME.alerts]]`: channels for this project's runs, besides the
+    /// top-level `[[alerts]]`.
+    pub alerts: Vec<AlertSpec>,
 }
 
 /// What a project's suites may ask for; `None` (or an empty list) allows anything.
@@ -245,6 +250,7 @@ fn resolve_one(
         suppressions: raw.suppressions.map(path),
         baseline: raw.baseline,
         max_queued: raw.max_queued.map_or(DEFAULT_MAX_QUEUED, |n| n.0 as usize),
+        alerts: raw.alerts.map(|a| a.0).unwrap_or_default(),
         limits: Limits {
             allow_network: limits.allow_network,
             allow_cap_add: limits

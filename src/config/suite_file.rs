@@ -10,11 +10,12 @@ use toml::de::{DeTable, DeValue};
 use super::de::Source;
 use super::error::{ConfigError, ConfigErrorKind, Location};
 use super::policy::RawPolicy;
+use super::service_file::{LoadedServices, load_services};
 use super::values::{
-    Bounded, Command, EnvName, EnvValue, Name, NonEmptyVec, PathText, ResultsPath, Timeout, Word,
-    check_name,
+    Bounded, Command, EnvName, EnvValue, Name, NonEmptyVec, PathText, ResultsPath, ServiceName,
+    Timeout, Word, check_name,
 };
-use super::{ProjectConfig, ResultFormat, ResultsSpec, Suite};
+use super::{NetworkMode, ProjectConfig, ResultFormat, ResultsSpec, Service, Suite};
 use crate::findings::{Gate, Severity};
 
 /// Where a suite's results are looked for when `[results] path` is not set.
@@ -25,8 +26,12 @@ pub const DEFAULT_RESULTS_PATH: &str = "/results";
 pub struct LoadedSuites {
     /// Valid suites, sorted by name, names unique.
     pub suites: Vec<Suite>,
-    /// Every problem found, in file-name order then position order.
+    /// Every problem found, in file-name order then position order (the service files'
+    /// first).
     pub errors: Vec<ConfigError>,
+    /// The services the suites may need (`services/*.toml` and `[[services]]` in
+    /// `phalanx.toml`), sorted by name, names unique.
+    pub services: Vec<Service>,
 }
 
 /// A suite file as written; defaults are applied by [`resolve`].
@@ -45,6 +50,7 @@ struct RawSuite {
     weight: Option<Bounded<1, { u32::MAX as i64 }>>,
     results: Option<RawResults>,
     policy: Option<RawPolicy>,
+    needs: Option<Spanned<Vec<ServiceName>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,19 +67,33 @@ struct RawResults {
 struct Parsed {
     suite: Suite,
     name_at: Location,
+    /// Where `needs` was declared, for an error naming a service that does not exist.
+    needs_at: Option<Location>,
 }
 
 /// Reads every `*.toml` file directly in `dir` (sorted by file name) as a suite.
 ///
 /// A broken file does not stop the others: its errors are collected in
 /// [`LoadedSuites::errors`]. The outer error is only for `dir` itself being unreadable.
+///
+/// The services come first: from `services_dir` in `phalanx.toml`, else the `services`
+/// folder beside `dir`, and the project file's `[[services]]`. A suite whose `needs` names
+/// no valid service is an error of that suite.
 pub fn load_suites(dir: &Path, project: &ProjectConfig) -> Result<LoadedSuites, ConfigError> {
-    let (files, mut errors) = suite_files(dir)?;
+    let (files, file_errors) = toml_files(dir, "suites")?;
+    let services_dir = project
+        .services_dir
+        .clone()
+        .unwrap_or_else(|| dir.parent().unwrap_or(Path::new("")).join("services"));
+    let services = load_services(&services_dir, project);
+    let mut errors = services.errors.clone();
+    errors.extend(file_errors);
     let mut suites = Vec::new();
     let mut first_seen: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        match load_suite_file(&file, project) {
-            Ok(Parsed { suite, name_at }) => match first_seen.get(&suite.name) {
+        let parsed = load_suite_file(&file, project).and_then(|p| check_needs(p, &services));
+        match parsed {
+            Ok(Parsed { suite, name_at, .. }) => match first_seen.get(&suite.name) {
                 Some(first) => errors.push(duplicate(&suite, name_at, first)),
                 None => {
                     first_seen.insert(suite.name.clone(), file);
@@ -84,14 +104,65 @@ pub fn load_suites(dir: &Path, project: &ProjectConfig) -> Result<LoadedSuites, 
         }
     }
     suites.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(LoadedSuites { suites, errors })
+    Ok(LoadedSuites {
+        suites,
+        errors,
+        services: services.services,
+    })
+}
+
+/// A suite whose `needs` names a service that is not declared (or whose file is broken) is
+/// an error at its `needs` key.
+fn check_needs(parsed: Parsed, services: &LoadedServices) -> Result<Parsed, Vec<ConfigError>> {
+    let suite = &parsed.suite;
+    let Some(missing) = suite
+        .needs
+        .iter()
+        .find(|n| !services.services.iter().any(|s| &s.name == *n))
+    else {
+        return Ok(parsed);
+    };
+    let message = if services.broken.contains(missing) {
+        format!(
+            "key `needs`: the service `{missing}` is declared, but its definition has errors \
+             (listed with its file)"
+        )
+    } else {
+        let known: Vec<&str> = services.services.iter().map(|s| s.name.as_str()).collect();
+        let mut message = match known.is_empty() {
+            true => format!(
+                "key `needs`: no service `{missing}` is declared (none is: add \
+                 services/{missing}.toml or a [[services]] entry in phalanx.toml)"
+            ),
+            false => format!(
+                "key `needs`: no service `{missing}` is declared; known services: {}",
+                known.join(", ")
+            ),
+        };
+        if let Some(hint) = super::closest(missing, known.iter().copied()) {
+            message.push_str(&format!("; did you mean `{hint}`?"));
+        }
+        message
+    };
+    Err(vec![ConfigError {
+        file: suite.source.clone(),
+        location: parsed.needs_at,
+        kind: ConfigErrorKind::InvalidValue,
+        key: Some("needs".into()),
+        suite: Some(suite.name.clone()),
+        message,
+    }])
 }
 
 /// The `*.toml` files directly in `dir`, sorted by name, plus errors for entries that could
 /// not be inspected. Dotfiles are skipped: editors leave `.#x.toml`-style lock files around.
-fn suite_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<ConfigError>), ConfigError> {
+/// `what` names the folder in errors ("suites", "services").
+pub(super) fn toml_files(
+    dir: &Path,
+    what: &str,
+) -> Result<(Vec<PathBuf>, Vec<ConfigError>), ConfigError> {
     let unreadable =
-        |e: std::io::Error| ConfigError::io(dir, format!("cannot read the suites directory: {e}"));
+        |e: std::io::Error| ConfigError::io(dir, format!("cannot read the {what} directory: {e}"));
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
@@ -195,6 +266,36 @@ fn resolve(
         None => (stem_name(src, stem)?, Location { line: 1, column: 1 }),
     };
     let folder = src.path.parent().unwrap_or(Path::new(""));
+    let policy = raw.policy.unwrap_or_default().over(&project.policy);
+    let (needs, needs_at) = match raw.needs {
+        Some(needs) => {
+            let at = Location::from_offset(src.text, needs.span().start);
+            let mut names: Vec<String> = Vec::new();
+            for ServiceName(name) in needs.into_inner() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            (names, Some(at))
+        }
+        None => (Vec::new(), None),
+    };
+    if !needs.is_empty() && policy.network != NetworkMode::Target {
+        let message = format!(
+            "key `needs`: a suite that needs services reaches them on the run's private \
+             network only, so it must say `network = \"target\"` under [policy] (it has \
+             `{}`)",
+            network_word(policy.network)
+        );
+        return Err(ConfigError {
+            file: src.path.to_owned(),
+            location: needs_at,
+            kind: ConfigErrorKind::InvalidValue,
+            key: Some("needs".into()),
+            suite: None,
+            message,
+        });
+    }
     let env = raw.env.unwrap_or_default();
     let secret_env = env
         .iter()
@@ -219,10 +320,23 @@ fn resolve(
         retries: raw.retries.map_or(0, |r| r.0 as u32),
         weight: raw.weight.map_or(1, |w| w.0 as u32),
         results: results(raw.results.unwrap_or_default(), project),
-        policy: raw.policy.unwrap_or_default().over(&project.policy),
+        policy,
+        needs,
         source: src.path.to_owned(),
     };
-    Ok(Parsed { suite, name_at })
+    Ok(Parsed {
+        suite,
+        name_at,
+        needs_at,
+    })
+}
+
+fn network_word(network: NetworkMode) -> &'static str {
+    match network {
+        NetworkMode::None => "none",
+        NetworkMode::Target => "target",
+        NetworkMode::Egress => "egress",
+    }
 }
 
 /// Without a `name` key the file stem is the name, so it must obey the same rules.
@@ -241,7 +355,7 @@ fn stem_name(src: &Source<'_>, stem: &str) -> Result<String, ConfigError> {
     })
 }
 
-fn env_entry((name, value): (EnvName, EnvValue)) -> (String, String) {
+pub(super) fn env_entry((name, value): (EnvName, EnvValue)) -> (String, String) {
     match value {
         EnvValue::Literal(text) => (name.0, text),
         EnvValue::FromEnv { value, .. } => (name.0, value),

@@ -957,3 +957,183 @@ fn project_table_errors_name_line_and_key() {
     let e = load_project(&file).unwrap_err();
     assert!(e.to_string().contains("target"), "{e}");
 }
+
+// --- services and `needs` ---
+
+const SERVICE: &str = r#"# services/app.toml
+description = "the app"
+image       = "demo/app:1"
+build       = "../docker/app"
+command     = ["app", "--serve"]
+env         = { MODE = "test" }
+port        = 8080
+endpoints   = ["/notes?author=alice"]
+ready_timeout = "20s"
+
+[ready]
+http = "/health"
+
+[policy]
+user   = "10001:10001"
+memory = "256m"
+tmpfs  = ["/var/lib/app", "/var/lib/app/"]
+"#;
+
+const DYNAMIC: &str =
+    "image = \"x:1\"\nneeds = [\"app\", \"app\"]\n[policy]\nnetwork = \"target\"\n";
+
+impl Project {
+    fn service(&self, name: &str, text: &str) -> PathBuf {
+        fs::create_dir_all(self.dir.path().join("services")).unwrap();
+        self.write(&format!("services/{name}"), text)
+    }
+}
+
+#[test]
+fn a_service_file_is_read_with_its_defaults_and_the_suites_that_need_it() {
+    let project = Project::new(&[("dyn.toml", DYNAMIC)]);
+    let file = project.service("app.toml", SERVICE);
+    let loaded = project.load();
+    assert!(loaded.errors.is_empty(), "{:#?}", loaded.errors);
+    let [service] = &loaded.services[..] else {
+        panic!("{:?}", loaded.services)
+    };
+    assert_eq!(service.name, "app", "named after its file");
+    assert_eq!(service.port, 8080);
+    assert_eq!(
+        service.ready,
+        ReadyCheck::Http {
+            path: "/health".into()
+        }
+    );
+    assert_eq!(service.ready_timeout, Duration::from_secs(20));
+    assert_eq!(service.endpoints, ["/notes?author=alice"]);
+    assert_eq!(service.tmpfs, ["/var/lib/app"]);
+    assert_eq!(service.policy.network, NetworkMode::Target);
+    assert_eq!(service.policy.memory, 256 << 20);
+    assert!(service.policy.read_only, "hardened by default");
+    assert_eq!(
+        service.build,
+        Some(file.parent().unwrap().join("../docker/app"))
+    );
+    let suite = only_suite(loaded);
+    assert_eq!(suite.needs, ["app"], "each once");
+}
+
+#[test]
+fn a_service_may_be_declared_in_the_project_file() {
+    let project = Project::new(&[("dyn.toml", DYNAMIC)]);
+    let path = project.write(
+        "phalanx.toml",
+        "[[services]]\nname = \"app\"\nimage = \"demo/app:1\"\nport = 80\n",
+    );
+    let config = load_project(&path).unwrap();
+    let loaded = project.load_with(&config);
+    assert!(loaded.errors.is_empty(), "{:#?}", loaded.errors);
+    assert_eq!(
+        loaded.services[0].ready,
+        ReadyCheck::Tcp,
+        "the default check"
+    );
+    assert_eq!(loaded.services[0].ready_timeout, DEFAULT_READY_TIMEOUT);
+    let unnamed = project.write("phalanx.toml", "[[services]]\nimage = \"a:1\"\nport = 80\n");
+    let e = load_project(&unnamed).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("services.name"), "{e}");
+    assert_eq!(e.location.map(|l| l.line), Some(1), "{e}");
+}
+
+#[test]
+fn needs_must_name_a_declared_service_and_come_with_the_target_network() {
+    let project = Project::new(&[
+        (
+            "typo.toml",
+            "image = \"x:1\"\n\nneeds = [\"ap\"]\n[policy]\nnetwork = \"target\"\n",
+        ),
+        ("nonet.toml", "image = \"x:1\"\nneeds = [\"app\"]\n"),
+        (
+            "broken.toml",
+            "image = \"x:1\"\nneeds = [\"bad\"]\n[policy]\nnetwork = \"target\"\n",
+        ),
+    ]);
+    project.service("app.toml", SERVICE);
+    project.service("bad.toml", "image = \"x:1\"\nport = 0\n");
+    let loaded = project.load();
+    assert!(loaded.suites.is_empty(), "{:?}", loaded.suites);
+    let shown: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    let find = |file: &str| {
+        loaded
+            .errors
+            .iter()
+            .find(|e| e.file.ends_with(file))
+            .unwrap_or_else(|| panic!("no error for {file}: {shown:#?}"))
+    };
+    let typo = find("typo.toml");
+    assert_eq!(
+        (typo.key.as_deref(), typo.location.map(|l| l.line)),
+        (Some("needs"), Some(3))
+    );
+    assert!(typo.message.contains("did you mean `app`?"), "{typo}");
+    assert_eq!(typo.suite.as_deref(), Some("typo"));
+    let nonet = find("nonet.toml");
+    assert_eq!(nonet.key.as_deref(), Some("needs"));
+    assert!(nonet.message.contains("network = \"target\""), "{nonet}");
+    assert!(
+        find("broken.toml").message.contains("has errors"),
+        "{shown:#?}"
+    );
+    let bad = find("services/bad.toml");
+    assert_eq!(bad.key.as_deref(), Some("port"), "{bad}");
+}
+
+#[test]
+fn service_values_are_checked_where_they_are_written() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("svc.toml");
+    let errors = |text: &str| parse_service(&path, text, &ProjectConfig::default()).unwrap_err();
+    let cases = [
+        (
+            "name = \"App_1\"\nimage = \"a:1\"\nport = 1\n",
+            "name",
+            "host name",
+        ),
+        ("image = \"a:1\"\nport = 70000\n", "port", "from 1 to 65535"),
+        (
+            "image = \"a:1\"\nport = 1\n[ready]\nhttp = \"health\"\n",
+            "ready",
+            "request path",
+        ),
+        (
+            "image = \"a:1\"\nport = 1\n[ready]\ntcp = true\nhttp = \"/\"\n",
+            "ready",
+            "exactly one",
+        ),
+        (
+            "image = \"a:1\"\nport = 1\n[policy]\ntmpfs = [\"/target/x\"]\n",
+            "policy",
+            "absolute path",
+        ),
+        (
+            "image = \"a:1\"\nport = 1\n[policy]\nnetwork = \"egress\"\n",
+            "policy.network",
+            "unknown key",
+        ),
+        (
+            "image = \"a:1\"\nport = 1\nendpoints = [\"/a b\"]\n",
+            "endpoints",
+            "no spaces",
+        ),
+    ];
+    for (text, key, says) in cases {
+        let all = errors(text);
+        let e = all
+            .iter()
+            .find(|e| e.to_string().contains(says))
+            .unwrap_or_else(|| panic!("{says:?} in none of {all:#?}"));
+        let shown = e.to_string();
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.starts_with(key)),
+            "{key}: {shown}"
+        );
+        assert!(shown.contains("svc.toml:"), "{shown}");
+    }
+}

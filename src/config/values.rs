@@ -342,6 +342,82 @@ impl<'de> Deserialize<'de> for ResultsPath {
     }
 }
 
+/// Checks a service name: a DNS label (`[a-z0-9]`, `-` inside, at most 63 characters),
+/// because it is the host name dynamic suites reach the service by.
+pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let label = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(label)
+        && bytes.last().is_some_and(label)
+        && bytes.iter().all(|b| label(b) || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a service name that can serve as a host name: lower-case letters, \
+             digits and `-` (not first or last), at most 63 characters, found {name:?}"
+        ))
+    }
+}
+
+/// A service name (see [`check_service_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceName(pub String);
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a service name such as \"app\"", |s| {
+            check_service_name(s).map(|()| ServiceName(s.to_owned()))
+        })
+    }
+}
+
+/// The path part of an HTTP request to a service, with an optional query: starts with `/`,
+/// printable ASCII without spaces, so it can go into a request line and a URL as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpPath(pub String);
+
+impl<'de> Deserialize<'de> for HttpPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const EXPECTING: &str = "a request path such as \"/health\" or \"/notes?author=alice\" (printable ASCII, no spaces)";
+        checked_str(d, EXPECTING, |s| {
+            let printable = s.bytes().all(|b| b.is_ascii_graphic());
+            if s.starts_with('/') && printable && s.len() <= 2048 {
+                Ok(HttpPath(s.to_owned()))
+            } else {
+                Err(format!("expected {EXPECTING}, found {s:?}"))
+            }
+        })
+    }
+}
+
+/// Where a service may write: an absolute path for a tmpfs, not the root nor a path
+/// Phalanx mounts itself (`/tmp`, `/target`, `/results`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TmpfsPath(pub String);
+
+impl<'de> Deserialize<'de> for TmpfsPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const EXPECTING: &str = "an absolute path such as \"/var/lib/app\" (not `/`, `/tmp`, \
+             `/target` or `/results`, which are the root or mounted already)";
+        checked_str(d, EXPECTING, |s| {
+            let tidy = !s.split('/').any(|part| part == ".." || part == ".");
+            let trimmed = s.trim_end_matches('/');
+            let taken = ["", "/tmp", "/target", "/results"].contains(&trimmed)
+                || trimmed.starts_with("/target/")
+                || trimmed.starts_with("/results/");
+            let plain = s.starts_with('/') && !s.contains(['\0', ',', ':']) && s.len() <= 1024;
+            if tidy && plain && !taken && !s.chars().any(char::is_whitespace) {
+                Ok(TmpfsPath(trimmed.to_owned()))
+            } else {
+                Err(format!("expected {EXPECTING}, found {s:?}"))
+            }
+        })
+    }
+}
+
 /// Every Linux capability (`capabilities(7)`), without the `CAP_` prefix.
 pub const CAPABILITIES: &[&str] = &[
     "AUDIT_CONTROL",
@@ -524,6 +600,16 @@ mod tests {
         }
         for bad in ["", "-x", ".x", "_x", "a b", "a/b", "é", &"a".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_names_are_host_names() {
+        for ok in ["app", "a", "notes-2", "0db", &"a".repeat(63)] {
+            assert_eq!(check_service_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "App", "-a", "a-", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(check_service_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -73,6 +73,19 @@ pub async fn ensure_base_image(
     bootstrap(docker, log).await
 }
 
+/// Makes sure [`BASE_IMAGE`] exists, bootstrapping it when missing (for what runs in the
+/// base itself, such as a service's readiness check). Output goes to `log` (appended).
+pub async fn ensure_base(docker: &Docker, log: &Path) -> Result<(), EngineError> {
+    if image_exists(docker, BASE_IMAGE).await? {
+        return Ok(());
+    }
+    let _once = BOOTSTRAP.lock().await;
+    if image_exists(docker, BASE_IMAGE).await? {
+        return Ok(());
+    }
+    bootstrap(docker, log).await
+}
+
 /// Builds the image `tag` from the directory `context` (its `Dockerfile`), making the base
 /// image first if needed. The build output is appended to `log`.
 ///
@@ -108,6 +121,7 @@ pub async fn build_image(
         }
     };
     ensure_base_image(docker, context, log).await?;
+    ensure_parent_images(docker, context, log).await?;
     let dir = context.to_path_buf();
     let tar = blocking(move || tar_context(&dir)).await.map_err(|e| {
         let message = format!("cannot pack the build context {}: {e}", context.display());
@@ -127,6 +141,52 @@ pub async fn build_image(
         Some(body_try_stream(file_chunks(tar.into()))),
     );
     drive_build(stream, tag, log).await
+}
+
+/// Builds the intermediate images the Dockerfile in `context` starts `FROM` that the
+/// engine lacks: an image `phalanx/NAME:TAG` is built from the folder `NAME` beside
+/// `context` (`docker/python` for `FROM phalanx/python:1` in `docker/bandit`), when that
+/// folder has a Dockerfile. Their output goes to `log` too.
+async fn ensure_parent_images(
+    docker: &Docker,
+    context: &Path,
+    log: &Path,
+) -> Result<(), EngineError> {
+    let Ok(text) = tokio::fs::read_to_string(context.join("Dockerfile")).await else {
+        // build_image checked it is there; the build itself will say what is wrong.
+        return Ok(());
+    };
+    for image in from_images(&text) {
+        let Some(folder) = parent_context(context, &image) else {
+            continue;
+        };
+        if image_exists(docker, &image).await? {
+            continue;
+        }
+        append_log(
+            log,
+            &format!(
+                "phalanx: building {image} first, from {}\n",
+                folder.display()
+            ),
+        )
+        .await;
+        Box::pin(build_image(docker, &folder, &image, log)).await?;
+    }
+    Ok(())
+}
+
+/// Where the intermediate image `image` is built from, if it is one (see
+/// [`ensure_parent_images`]): never the base, which is bootstrapped.
+fn parent_context(context: &Path, image: &str) -> Option<PathBuf> {
+    let (repo, _tag) = image.split_once(':')?;
+    let name = repo.strip_prefix("phalanx/")?;
+    if image == BASE_IMAGE || name.is_empty() || name.contains(['/', '.']) {
+        return None;
+    }
+    let folder = context.parent()?.join(name);
+    let same = folder.canonicalize().ok()? == context.canonicalize().ok()?;
+    (folder.join("Dockerfile").is_file() && !same).then_some(folder)
 }
 
 /// Drives a build stream to its end (dropping it would abort the build), logging its text
@@ -772,6 +832,36 @@ mod tests {
             from_images(dockerfile),
             ["phalanx/base:bookworm", "scratch"]
         );
+    }
+
+    #[test]
+    fn an_intermediate_image_is_built_from_the_folder_beside() {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["python", "bandit", "empty"] {
+            std::fs::create_dir(dir.path().join(folder)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("python/Dockerfile"),
+            "FROM phalanx/base:bookworm\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bandit/Dockerfile"),
+            "FROM phalanx/python:1\n",
+        )
+        .unwrap();
+        let bandit = dir.path().join("bandit");
+        assert_eq!(
+            parent_context(&bandit, "phalanx/python:1"),
+            Some(dir.path().join("python"))
+        );
+        // The base is bootstrapped, other repositories are not ours, a folder without a
+        // Dockerfile builds nothing, and a Dockerfile never builds itself first.
+        assert_eq!(parent_context(&bandit, BASE_IMAGE), None);
+        assert_eq!(parent_context(&bandit, "python:3"), None);
+        assert_eq!(parent_context(&bandit, "phalanx/empty:1"), None);
+        assert_eq!(parent_context(&bandit, "phalanx/bandit:2"), None);
+        assert_eq!(parent_context(&bandit, "phalanx/../x:1"), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@ const PREP_MOUNT_PARENT: &str = "/phalanx-prep";
 
 mod diagnose;
 mod local_results;
+mod service;
 mod target;
 
 pub use target::EMPTY_IMAGE;
@@ -386,12 +387,19 @@ impl DockerEngine {
             return Ok(name.clone());
         }
         let name = format!("phalanx-{run_id}-target");
+        // The run's labels only: the network outlives the suite or service that made it.
+        let labels: HashMap<String, String> = labels
+            .iter()
+            .filter(|(k, _)| *k == RUN_LABEL || *k == super::orphans::OWNER_LABEL)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         self.docker
             .create_network(NetworkCreateRequest {
                 name: name.clone(),
                 driver: Some("bridge".into()),
                 internal: Some(true),
-                labels: Some(labels.clone()),
+                labels: Some(labels),
+                options: Some(service::network_options()),
                 ..Default::default()
             })
             .await
@@ -651,6 +659,17 @@ impl Engine for DockerEngine {
         super::orphans::remove_orphans(&self.docker).await
     }
 
+    async fn start_service(&self, spec: &super::ServiceSpec) -> Result<String, EngineError> {
+        self.start_service_container(spec).await
+    }
+
+    async fn await_ready(
+        &self,
+        probe: &super::ReadyProbe,
+    ) -> Result<super::Readiness, EngineError> {
+        self.run_ready_check(probe).await
+    }
+
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {
         self.finish_removals().await;
         let filters = Self::label_filter(run_id);
@@ -824,18 +843,6 @@ fn container_body(
         open_stdin: Some(false),
         network_disabled: Some(policy.network == NetworkMode::None),
         host_config: Some(HostConfig {
-            network_mode: Some(network_mode),
-            cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(policy.cap_add.clone()),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(policy.read_only),
-            privileged: Some(false),
-            init: Some(true),
-            pids_limit: Some(policy.pids),
-            memory: Some(policy.memory as i64),
-            // Same as memory: no swap on top of the limit.
-            memory_swap: Some(policy.memory as i64),
-            nano_cpus: Some((policy.cpus * 1e9) as i64),
             tmpfs: Some(
                 HashMap::from([(
                     "/tmp".to_string(),
@@ -846,42 +853,62 @@ fn container_body(
                 .collect(),
             ),
             mounts: Some(vec![
-                target_mount(spec),
+                target_mount(&spec.target, spec.target_volume.as_deref()),
                 match results {
                     ResultsMount::CopyUp => copy_up_mount(RESULTS_DIR, &spec.labels),
                     ResultsMount::Prepared(volume) => volume_mount(volume, RESULTS_DIR),
                 },
             ]),
-            // Following a container's log across a rotation of the engine's log file ends
-            // the stream early on this engine (the output's tail is lost), so the engine's
-            // copy must not rotate for any realistic output. It is deleted with the
-            // container; our own copy is capped by the collector. json-file stores each
-            // line with ~70 bytes of JSON around it: 1 GB of 63-byte lines is 2.1 GB on
-            // disk, which a 2g limit cut off at 948 MB.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::from([
-                    ("max-size".to_string(), "8g".to_string()),
-                    ("max-file".to_string(), "1".to_string()),
-                ])),
-            }),
-            auto_remove: Some(false),
-            ..Default::default()
+            ..hardened(policy, network_mode)
         }),
         ..Default::default()
     }
 }
 
+/// What every container Phalanx runs gets from its policy: no capabilities but those it
+/// names, no new privileges, the limits, an init process, and a log that never rotates.
+fn hardened(policy: &crate::config::Policy, network_mode: String) -> HostConfig {
+    HostConfig {
+        network_mode: Some(network_mode),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(policy.cap_add.clone()),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(policy.read_only),
+        privileged: Some(false),
+        init: Some(true),
+        pids_limit: Some(policy.pids),
+        memory: Some(policy.memory as i64),
+        // Same as memory: no swap on top of the limit.
+        memory_swap: Some(policy.memory as i64),
+        nano_cpus: Some((policy.cpus * 1e9) as i64),
+        // Following a container's log across a rotation of the engine's log file ends
+        // the stream early on this engine (the output's tail is lost), so the engine's
+        // copy must not rotate for any realistic output. It is deleted with the
+        // container; our own copy is capped by the collector. json-file stores each
+        // line with ~70 bytes of JSON around it: 1 GB of 63-byte lines is 2.1 GB on
+        // disk, which a 2g limit cut off at 948 MB.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), "8g".to_string()),
+                ("max-file".to_string(), "1".to_string()),
+            ])),
+        }),
+        auto_remove: Some(false),
+        ..Default::default()
+    }
+}
+
 /// The target, read-only: this host's directory, or the run's copy of it in a volume.
-fn target_mount(spec: &ContainerSpec) -> Mount {
-    match &spec.target_volume {
+fn target_mount(target: &Path, target_volume: Option<&str>) -> Mount {
+    match target_volume {
         Some(volume) => Mount {
             read_only: Some(true),
             ..volume_mount(volume, TARGET_DIR)
         },
         None => Mount {
             target: Some(TARGET_DIR.into()),
-            source: Some(spec.target.display().to_string()),
+            source: Some(target.display().to_string()),
             typ: Some(MountType::BIND),
             read_only: Some(true),
             ..Default::default()

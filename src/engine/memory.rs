@@ -6,6 +6,10 @@
 //! missing until a build (which takes the given time, and may fail) makes them. Each
 //! container and build records when it ran, in tokio's clock, so tests can run with
 //! paused time.
+//!
+//! A service's `command` is `["<millis>", "<exit code>"]` too (how long it runs before it
+//! exits by itself; no command: until stopped), optionally followed by `"ready-after:<ms>"`
+//! (the readiness check passes that long after the start; default at once).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +22,8 @@ use futures::stream::{self, BoxStream};
 use tokio::time::Instant;
 
 use super::{
-    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, TargetView,
+    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, Readiness,
+    ReadyProbe, ServiceSpec, TargetView,
 };
 use crate::config::Suite;
 
@@ -52,6 +57,10 @@ struct State {
     inspect_millis: HashMap<String, u64>,
     /// Bytes of tar received per target volume.
     target_copies: HashMap<String, u64>,
+    /// Aliases of the services started, in order.
+    services_started: Vec<String>,
+    /// When each service passes its readiness check, by alias.
+    ready_at: HashMap<String, Instant>,
 }
 
 struct Buildable {
@@ -69,6 +78,8 @@ struct Container {
     oom: bool,
     started: Option<Instant>,
     stopped: bool,
+    /// A service's container: not a suite, so no interval and no weight.
+    service: bool,
 }
 
 impl MemoryEngine {
@@ -117,6 +128,11 @@ impl MemoryEngine {
     pub fn builds_of(&self, image: &str) -> u32 {
         let state = self.state.lock().unwrap();
         state.buildable.get(image).map_or(0, |b| b.builds)
+    }
+
+    /// Aliases of the services started, in order.
+    pub fn services_started(&self) -> Vec<String> {
+        self.state.lock().unwrap().services_started.clone()
     }
 
     /// The largest number of image builds that ran at the same time.
@@ -224,6 +240,7 @@ impl Engine for MemoryEngine {
                 oom,
                 started: None,
                 stopped: false,
+                service: false,
             },
         );
         Ok(id)
@@ -363,6 +380,65 @@ impl Engine for MemoryEngine {
         Ok(0)
     }
 
+    async fn start_service(&self, spec: &ServiceSpec) -> Result<String, EngineError> {
+        let command = spec.command.clone().unwrap_or_default();
+        let (millis, exit, _, _) = parse_script(&command);
+        // No command: it runs until stopped (a day is forever here).
+        let millis = if command.is_empty() {
+            86_400_000
+        } else {
+            millis
+        };
+        let ready_after = command
+            .iter()
+            .find_map(|w| w.strip_prefix("ready-after:")?.parse().ok())
+            .unwrap_or(0);
+        let mut state = self.state.lock().unwrap();
+        state.next_id += 1;
+        let id = format!("mem-service-{}", state.next_id);
+        let now = Instant::now();
+        state.containers.insert(
+            id.clone(),
+            Container {
+                suite: spec.alias.clone(),
+                millis,
+                exit,
+                oom: false,
+                started: Some(now),
+                stopped: false,
+                service: true,
+            },
+        );
+        state.services_started.push(spec.alias.clone());
+        let ready = now + Duration::from_millis(ready_after);
+        state.ready_at.insert(spec.alias.clone(), ready);
+        Ok(id)
+    }
+
+    async fn await_ready(&self, probe: &ReadyProbe) -> Result<Readiness, EngineError> {
+        let ready_at = self
+            .state
+            .lock()
+            .unwrap()
+            .ready_at
+            .get(&probe.host)
+            .copied();
+        let Some(ready_at) = ready_at else {
+            return Ok(Readiness::NotReady {
+                last_failure: format!("{}: Name or service not known", probe.host),
+            });
+        };
+        let deadline = Instant::now() + probe.timeout;
+        if ready_at <= deadline {
+            tokio::time::sleep_until(ready_at).await;
+            return Ok(Readiness::Ready);
+        }
+        tokio::time::sleep_until(deadline).await;
+        Ok(Readiness::NotReady {
+            last_failure: "connect: Connection refused".into(),
+        })
+    }
+
     async fn remove_labelled(&self, _run_id: Option<&str>) -> Result<usize, EngineError> {
         let mut state = self.state.lock().unwrap();
         let n = state.containers.len();
@@ -388,7 +464,7 @@ impl MemoryEngine {
         let Some(c) = state.containers.get_mut(id) else {
             return;
         };
-        if c.stopped || c.started.is_none() {
+        if c.stopped || c.started.is_none() || c.service {
             c.stopped = true;
             return;
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::config::{Policy, Suite};
+use crate::config::{Policy, ReadyCheck, Suite};
 
 /// The label every container, volume and network Phalanx creates carries: `phalanx.run=<run id>`.
 pub const RUN_LABEL: &str = "phalanx.run";
@@ -43,6 +43,55 @@ pub struct ContainerSpec {
     /// Paths under [`TARGET_DIR`] covered by an empty read-only tmpfs (see [`masks`]).
     pub hidden: Vec<String>,
     pub labels: HashMap<String, String>,
+}
+
+/// A service container (see [`crate::services`]) to start on the run's private network,
+/// where dynamic suites reach it as `alias`. It sees the target as suites do, read-only.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The container's name.
+    pub name: String,
+    pub run_id: String,
+    /// Its host name on the run's private network: the service's name.
+    pub alias: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub policy: Policy,
+    /// Writable tmpfs mounts besides `/tmp`.
+    pub tmpfs: Vec<String>,
+    pub target: PathBuf,
+    pub target_volume: Option<String>,
+    pub hidden: Vec<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// A readiness check of a service, made from inside the run's private network (the view
+/// its suites will have), repeated until it passes or `timeout` is up.
+#[derive(Debug, Clone)]
+pub struct ReadyProbe {
+    /// The name of whatever the engine runs for the check.
+    pub name: String,
+    pub run_id: String,
+    /// The service's name on the network.
+    pub host: String,
+    pub port: u16,
+    pub check: ReadyCheck,
+    pub timeout: Duration,
+    pub labels: HashMap<String, String>,
+    /// Where anything built for the check logs (the checker's image, if it must be made).
+    pub build_log: PathBuf,
+}
+
+/// What the readiness check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// It was still failing when the time was up; `last_failure` says how (already
+    /// sanitised and short).
+    NotReady {
+        last_failure: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,4 +285,20 @@ pub trait Engine: Send + Sync + 'static {
     /// Removes what killed Phalanx processes left on the engine, never a live run's objects
     /// (see [`orphans`]); returns how many containers were removed.
     fn remove_orphans(&self) -> impl Future<Output = Result<usize, EngineError>> + Send;
+
+    /// Creates and starts a service container on the run's private network (made on first
+    /// use, `internal`, labelled like everything else) under its alias; returns its id. Its
+    /// image must exist. Follow, wait for, stop and remove it as any container.
+    fn start_service(
+        &self,
+        spec: &ServiceSpec,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+
+    /// Checks, from inside the run's private network, until the service answers as
+    /// `probe.check` wants or `probe.timeout` is up. Whatever it runs is labelled
+    /// `probe.labels` and gone when it returns.
+    fn await_ready(
+        &self,
+        probe: &ReadyProbe,
+    ) -> impl Future<Output = Result<Readiness, EngineError>> + Send;
 }

@@ -165,12 +165,14 @@ mod tests {
             baseline: None,
             max_queued: 8,
             limits,
+            alerts: Vec::new(),
         }
     }
 
     fn loaded(suites: Vec<Suite>) -> LoadedSuites {
         LoadedSuites {
             suites,
+            services: Vec::new(),
             errors: Vec::new(),
         }
     }

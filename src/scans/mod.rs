@@ -180,6 +180,7 @@ impl Scans {
     pub fn start(settings: ScanSettings) -> Result<Scans, ScansError> {
         let store = Store::open(&settings.store.path)?;
         store.interrupt_live_runs()?;
+        retry_pending_alerts(&settings, &store);
         drop(store);
         let store_errors = Arc::new(AtomicU64::new(0));
         let store_writer = spawn_store_writer(settings.store.path.clone(), store_errors.clone());
@@ -463,6 +464,7 @@ impl Scans {
                 shared_slots: Some(self.inner.slots.clone()),
             },
             suites,
+            services: loaded.services.clone(),
             invalid_suites: invalid,
             history: opened.history,
             partition: None,
@@ -585,6 +587,7 @@ async fn run_one(inner: Arc<Inner>, pending: Pending, queued: bool) {
             Note::Error(format!("cannot write a report: {error}")),
         );
     }
+    send_alerts(&inner, &finished, recorder.store());
     // The store has every line before the run leaves the live set, so that a client
     // that comes after is replayed all of it from there.
     let (done, flushed) = tokio::sync::oneshot::channel();
@@ -598,6 +601,45 @@ async fn run_one(inner: Arc<Inner>, pending: Pending, queued: bool) {
     }
     inner.ended.notify_waiters();
     inner.wake.notify_one();
+}
+
+/// The run's alerts (the top-level channels and its project's), planned and recorded now
+/// and delivered in the background: the queue never waits for a webhook.
+fn send_alerts(inner: &Inner, finished: &launch::Finished, store: Option<&Store>) {
+    let config = &inner.settings.config;
+    let channels = config.alert_channels(finished.facts.project.as_deref());
+    if channels.is_empty() {
+        return;
+    }
+    let run = crate::alerts::AlertRun {
+        report: &finished.report,
+        store,
+        git: finished.facts.git.as_ref(),
+        target: &finished.facts.target,
+        project: finished.facts.project.as_deref(),
+        server_url: None,
+    };
+    let delivery = crate::alerts::after_run(run, &channels, config.alerts.deadline);
+    tokio::spawn(delivery);
+}
+
+/// Keeps every channel's URL and secret out of what the server prints and writes, and
+/// sends again what a server that stopped left pending.
+fn retry_pending_alerts(settings: &ScanSettings, store: &Store) {
+    let config = &settings.config;
+    let mut channels = config.alert_channels(None);
+    for project in config.projects.values() {
+        channels.extend(project.alerts.iter().cloned());
+    }
+    crate::alerts::protect(&channels);
+    if channels.is_empty() {
+        return;
+    }
+    tokio::spawn(crate::alerts::retry_pending(
+        store,
+        &channels,
+        config.alerts.deadline,
+    ));
 }
 
 /// What the store's writer is sent.

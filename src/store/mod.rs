@@ -10,11 +10,13 @@
 //! - [`query`] reads runs back, resolves `last~2` and id prefixes, and [`diff`] compares
 //!   two runs' findings by fingerprint;
 //! - [`view`] renders those answers as text;
-//! - [`git`] reads the target's commit, branch and dirty flag from its `.git`.
+//! - [`git`] reads the target's commit, branch and dirty flag from its `.git`;
+//! - [`alerts`] keeps the alerts' deliveries, attempts and state (`crate::alerts`).
 //!
 //! A store that cannot be used is a [`StoreError`] whose one-line `Display` says what to
 //! do; `phalanx run` prints it and goes on without the store.
 
+pub mod alerts;
 pub mod baseline;
 pub mod diff;
 pub mod error;

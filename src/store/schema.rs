@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every step, in order. `MIGRATIONS.len()` is the version this Phalanx writes.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this Phalanx knows.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -150,9 +150,56 @@ CREATE TABLE run_events (
 ) WITHOUT ROWID;
 ";
 
-/// Version 4: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
-/// baseline), so the API can list a run's new findings without comparing runs again.
+/// Version 4: alerts (`crate::alerts`). `alert_deliveries` holds one digest message per run
+/// and channel, with the body it sends (so a restarted server can send it again) and the
+/// URL only in its redacted form (`endpoint`: scheme and host); `alert_attempts` every
+/// request made for it; `alert_state` what each channel was told about each target's
+/// findings and accepted risks, pointing at the delivery that told it, so a finding is
+/// alerted once while it stays and again once it was fixed and came back.
 const V4: &str = "
+CREATE TABLE alert_deliveries (
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT REFERENCES runs (run_id) ON DELETE CASCADE,
+    channel     TEXT NOT NULL,
+    endpoint    TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    key         TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX alert_deliveries_by_run ON alert_deliveries (run_id, id);
+CREATE INDEX alert_deliveries_pending ON alert_deliveries (status, created_at);
+
+CREATE TABLE alert_attempts (
+    delivery    INTEGER NOT NULL REFERENCES alert_deliveries (id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    result      TEXT NOT NULL,
+    http_status INTEGER,
+    detail      TEXT,
+    PRIMARY KEY (delivery, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE alert_state (
+    channel  TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    scope    TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    delivery INTEGER NOT NULL REFERENCES alert_deliveries (id) ON DELETE CASCADE,
+    PRIMARY KEY (channel, target, kind, scope, key)
+) WITHOUT ROWID;
+CREATE INDEX alert_state_by_delivery ON alert_state (delivery);
+";
+
+/// Version 5: each finding's baseline state (`new`, `unchanged`; NULL when its run had no
+/// baseline), so the API can list a run's new findings without comparing runs again.
+const V5: &str = "
 ALTER TABLE findings ADD COLUMN baseline TEXT;
 ";
 

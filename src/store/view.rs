@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::alerts::DeliveryRow;
 use super::diff::{Diff, DiffFinding};
 use super::query::{OutcomeCounts, RunDetail, RunSummary, StoredFinding};
 
@@ -149,6 +150,51 @@ pub fn diff(d: &Diff) -> String {
         let _ = writeln!(out, "\nunchanged but moved ({}):", moved.len());
         for m in moved {
             out.push_str(&finding_line("= ", &m.finding, Some(m.base_line)));
+        }
+    }
+    out
+}
+
+/// `phalanx alerts log`: each delivery, newest first, with its summary and attempts.
+pub fn alert_log(rows: &[DeliveryRow]) -> String {
+    if rows.is_empty() {
+        return "no alerts recorded\n".into();
+    }
+    let mut out = String::new();
+    for d in rows {
+        let run = d
+            .run_id
+            .as_deref()
+            .map_or("test message".into(), |r| format!("run {r}"));
+        let _ = writeln!(
+            out,
+            "#{}  {}  {}  {} ({})  {}",
+            d.id,
+            d.created_at.format("%Y-%m-%d %H:%M:%S"),
+            run,
+            clean(&d.channel),
+            clean(&d.endpoint),
+            d.status.as_str()
+        );
+        let _ = writeln!(out, "    {}", clean(&d.summary));
+        for a in &d.attempts {
+            let status = a
+                .http_status
+                .map(|s| format!("  HTTP {s}"))
+                .unwrap_or_default();
+            let detail = a
+                .detail
+                .as_deref()
+                .map(|t| format!("  {}", clean(t)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    attempt {}  {}  {}{status}  {}{detail}",
+                a.attempt,
+                a.started_at.format("%H:%M:%S"),
+                a.result,
+                duration(a.duration)
+            );
         }
     }
     out

@@ -20,12 +20,12 @@ use serde_json::Value;
 use support::{Workspace, probe_image, unique};
 
 /// Port the listening container accepts connections on.
-const PORT: &str = "8080";
+pub(crate) const PORT: &str = "8080";
 
 /// Starts a probe that accepts connections on the default bridge network: the one address
 /// a suite could try to reach (only containers of our own, never any other host). Returns
 /// its id and IP address.
-async fn start_listener(image: &str, run_id: &str) -> (String, String) {
+pub(crate) async fn start_listener(image: &str, run_id: &str) -> (String, String) {
     let docker = support::docker().await;
     let body = ContainerCreateBody {
         image: Some(image.into()),
@@ -61,7 +61,7 @@ async fn start_listener(image: &str, run_id: &str) -> (String, String) {
     (id, ip)
 }
 
-async fn listener_log(id: &str) -> String {
+pub(crate) async fn listener_log(id: &str) -> String {
     let docker = support::docker().await;
     let options = LogsOptionsBuilder::default()
         .stdout(true)

@@ -13,14 +13,18 @@ mod engine_proxy;
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
 mod junit_schema;
+#[path = "../receiver/mod.rs"]
+mod receiver;
 #[path = "../runs/mod.rs"]
 mod runs;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod base_image;
 mod baselines;
 mod bundled_suites;
+mod dast;
 mod doctor;
 mod dry_run;
 mod e2e_scanners;
@@ -34,6 +38,7 @@ mod perf_partition;
 mod perf_prepare;
 mod perf_results_dir;
 mod phalanx_image;
+mod projects;
 mod remote_engine;
 mod report_history;
 mod run_docker;

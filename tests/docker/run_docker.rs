@@ -6,7 +6,7 @@ use crate::junit_schema;
 use crate::runs;
 use crate::support;
 
-use runs::{assert_nothing_left, finished, probe_suite, read, run, wait_until_running};
+use runs::{assert_nothing_left, probe_suite, read, run, wait_until_running};
 use serde_json::Value;
 use support::{Workspace, probe_image, unique};
 
@@ -288,21 +288,7 @@ async fn sigint_stops_the_run_writes_reports_and_leaves_nothing() {
         &probe_suite(&image, &["print", "waiting", "--", "sleep", "600"], ""),
     );
 
-    let child = ws
-        .phalanx(["run", "--progress", "plain", "--target", "target"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_running(&sleeper).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
-    let run = finished(&ws, output);
-    assert_nothing_left(run.run_id()).await;
+    let run = runs::interrupted_while(&ws, &sleeper).await;
 
     assert_eq!(run.code, 130, "{}", run.stderr);
     assert_eq!(run.outcome(&sleeper), "cancelled");

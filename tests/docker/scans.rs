@@ -167,6 +167,11 @@ async fn the_queue_refuses_beyond_max_queued_and_cancelled_runs_are_recorded() {
         assert_eq!(finished["outcome"], "cancelled", "{finished}");
     }
     wait_recorded(&ws, &[&running.run_id, &queued.run_id]).await;
+    let store = store(&ws);
+    for run in [&running, &queued] {
+        let recorded = store.resolve(&run.run_id).unwrap();
+        assert_eq!(recorded.exit_code, 3, "a cancelled run is never a pass");
+    }
     assert!(
         scans.cancel(&running.run_id, "test").is_err(),
         "a finished run is not live"

@@ -144,6 +144,7 @@ pub fn suite(name: &str, format: ResultFormat, fail_on: Severity) -> Suite {
             gate: Default::default(),
         },
         policy: Policy::default(),
+        needs: Vec::new(),
         source: PathBuf::from(format!("suites/{name}.toml")),
     }
 }

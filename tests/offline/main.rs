@@ -7,13 +7,18 @@
 //! that does goes in `tests/docker/`. All modules share one process: never change
 //! process-wide state (`std::env::set_var`, the working directory).
 
+#[path = "../browser/cdp.rs"]
+mod cdp;
 #[path = "../findings_common/mod.rs"]
 mod findings_common;
 #[path = "../junit_schema/mod.rs"]
 mod junit_schema;
+#[path = "../receiver/mod.rs"]
+mod receiver;
 #[path = "../report_common/mod.rs"]
 mod report_common;
 
+mod alerts_cli;
 mod bad_input;
 mod ci_templates;
 mod findings_junit;

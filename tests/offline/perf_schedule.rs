@@ -62,6 +62,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
         invalid_suites: Vec::new(),
         history,
         partition: None,
+        services: Vec::new(),
     };
     let report = run::execute(engine.clone(), plan, StopSignal::default(), Vec::new()).await;
     assert_eq!(history::record_run(&history_path, &report.suites), None);

@@ -9,6 +9,7 @@
 //! The screenshot and the PDF page stay in `target/report-browser/` to look at; the
 //! README's `docs/report.png` is that screenshot.
 
+use crate::cdp::{HEADLESS_OFFLINE, chromium};
 use crate::report_common;
 
 use std::path::{Path, PathBuf};
@@ -17,43 +18,12 @@ use std::time::{Duration, Instant};
 
 use phalanx::report::html_report;
 
-fn chromium() -> Option<PathBuf> {
-    let candidates = ["chromium", "chromium-browser"];
-    std::env::var_os("PHALANX_CHROMIUM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(candidates.iter().map(PathBuf::from))
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
-
 /// Runs chromium headless on `url` with `args`; its stderr. Killed after two minutes.
 fn run_chromium(bin: &Path, profile: &Path, args: &[String], url: &str) -> String {
     let mut child = Command::new(bin)
+        .args(HEADLESS_OFFLINE)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--disable-breakpad",
-            "--no-pings",
-            "--disable-domain-reliability",
-            "--disable-client-side-phishing-detection",
-            "--disable-features=Translate,OptimizationHints,MediaRouter,SpellCheck",
-            // Whatever still tries to go out meets a closed port on loopback.
-            "--proxy-server=127.0.0.1:9",
+            // Not even loopback is spared the closed proxy: the page is a file.
             "--proxy-bypass-list=<-loopback>",
             "--enable-logging=stderr",
             "--v=0",

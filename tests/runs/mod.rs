@@ -131,6 +131,27 @@ pub async fn wait_until_running(suite: &str) -> String {
     panic!("the suite {suite} never started");
 }
 
+/// Runs `phalanx run --progress plain --target target`, sends it SIGINT once `suite` is
+/// running, and returns the finished run after checking that nothing is left.
+pub async fn interrupted_while(ws: &Workspace, suite: &str) -> Run {
+    let child = ws
+        .phalanx(["run", "--progress", "plain", "--target", "target"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_running(suite).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let run = finished(ws, output);
+    assert_nothing_left(run.run_id()).await;
+    run
+}
+
 /// A digest of everything under `dir` (names, types, modes, sizes, times, contents), except
 /// the subtrees named in `skip` (relative paths), to show that nothing changed it.
 pub fn tree_digest(dir: &Path, skip: &[&str]) -> String {

@@ -52,7 +52,7 @@ fn every_response_carries_the_security_headers_and_the_page_has_no_inline_script
         page.body
     );
 
-    let css = server.get("/assets/dashboard.css", None);
+    let css = server.get("/assets/app.css", None);
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     for path in [

@@ -211,6 +211,15 @@ impl Workspace {
         path
     }
 
+    /// Writes `services/<name>.toml` (the folder beside `suites/`); returns its path.
+    pub fn service(&self, name: &str, toml_body: &str) -> PathBuf {
+        let dir = self.root().join("services");
+        std::fs::create_dir_all(&dir).expect("creating the services folder");
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml_body).expect("writing a service file");
+        path
+    }
+
     /// Writes the project file `phalanx.toml`; returns its path.
     pub fn project(&self, toml_body: &str) -> PathBuf {
         let path = self.root().join("phalanx.toml");

@@ -5,13 +5,18 @@ every flaw is listed in FLAWS.md with the rule expected to report it.
 """
 
 import json
+import os
 import sqlite3
 import subprocess
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from settings import DATABASE
 
+# Loopback unless told: Phalanx's service definition (services/app.toml) serves it on the
+# run's private network.
+HOST = os.environ.get("NOTES_HOST", "127.0.0.1")
 PORT = 8080
 
 
@@ -37,16 +42,23 @@ def disk_usage(folder):
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         params = parse_qs(urlparse(self.path).query)
-        if self.path.startswith("/notes"):
-            body = find_notes(params.get("author", [""])[0])
-        else:
-            body = disk_usage(params.get("folder", ["."])[0])
+        try:
+            if self.path.startswith("/notes"):
+                body = find_notes(params.get("author", [""])[0])
+            else:
+                body = disk_usage(params.get("folder", ["."])[0])
+            status = 200
+        except Exception:
+            # FLAW http-error-detail: the exception and its traceback go to the client.
+            body, status = {"error": traceback.format_exc()}, 500
         data = json.dumps(body).encode()
-        self.send_response(200)
+        # FLAW http-headers: no Content-Security-Policy, X-Frame-Options,
+        # X-Content-Type-Options or Strict-Transport-Security.
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(data)
 
 
 if __name__ == "__main__":
-    HTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+    ThreadingHTTPServer((HOST, PORT), Handler).serve_forever()
