@@ -57,12 +57,7 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 fn settings(project: &ProjectConfig, file: Option<&Path>) -> SuppressionSettings {
-    let mut settings = project.suppressions.clone();
-    if let Some(file) = file {
-        settings.file = file.to_path_buf();
-        settings.explicit = true;
-    }
-    settings
+    project.suppressions.with_file(file)
 }
 
 fn today() -> Result<NaiveDate, Failure> {

@@ -53,6 +53,19 @@ pub struct SuppressionSettings {
     pub max_days: Option<u32>,
 }
 
+impl SuppressionSettings {
+    /// These settings with `file` in place of the configured one, when given
+    /// (`--suppressions`, a project's `suppressions`): a file named so must exist.
+    pub fn with_file(&self, file: Option<&Path>) -> SuppressionSettings {
+        let mut settings = self.clone();
+        if let Some(file) = file {
+            settings.file = file.to_path_buf();
+            settings.explicit = true;
+        }
+        settings
+    }
+}
+
 impl Default for SuppressionSettings {
     fn default() -> Self {
         SuppressionSettings {

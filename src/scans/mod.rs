@@ -22,7 +22,6 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::config::{self, ProjectConfig, ProjectSpec};
-use crate::engine::docker::DockerEngine;
 use crate::event::{Event, Subscriber};
 use crate::findings::Severity;
 use crate::launch::select::{self, Selected, Wanted};
@@ -491,11 +490,12 @@ impl Scans {
     }
 
     fn suppressions(&self, spec: &ProjectSpec) -> Result<Arc<Suppressions>, String> {
-        let mut settings = self.inner.settings.config.suppressions.clone();
-        if let Some(file) = &spec.suppressions {
-            settings.file = file.clone();
-            settings.explicit = true;
-        }
+        let settings = self
+            .inner
+            .settings
+            .config
+            .suppressions
+            .with_file(spec.suppressions.as_deref());
         let today = verdict::suppressions::today_from_env()?;
         Suppressions::load(&settings, today)
             .map(Arc::new)
@@ -566,13 +566,9 @@ async fn run_one(inner: Arc<Inner>, pending: Pending, queued: bool) {
         }
         inner.store_op(|store| store.set_live_state(&run_id, LiveState::Running, Some(now)));
     }
-    let engine = match DockerEngine::connect().await {
-        Ok(engine) => match launch::check(&engine, &launch.plan.suites, &launch.paths.dir).await {
-            Ok(()) => Ok(Arc::new(engine)),
-            Err(cause) => Err(cause),
-        },
-        Err(error) => Err(crate::cause::Cause::NoEngine { error }),
-    };
+    let engine = launch::connect(&launch.plan.suites, &launch.paths.dir)
+        .await
+        .map(Arc::new);
     let publisher = log.clone();
     let follower: Box<dyn Subscriber> = Box::new(move |event: &Event| publisher.publish(event));
     let followers = Followers {
