@@ -308,6 +308,7 @@ pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> Containe
         hidden: crate::engine::masks::hidden_paths(&ctx.target, &ctx.reports_dir)
             .unwrap_or_default(),
         labels: labels.into_iter().collect(),
+        placement: Vec::new(),
     }
 }
 

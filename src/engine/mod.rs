@@ -7,6 +7,7 @@ pub mod lost;
 pub mod masks;
 pub mod memory;
 pub mod orphans;
+pub mod swarm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +28,27 @@ pub const RESULTS_DIR: &str = "/results";
 /// Where the target is mounted, read-only, inside the container.
 pub const TARGET_DIR: &str = "/target";
 
+/// Which backend runs the suites: `engine` in `phalanx.toml`, `--engine` on the command line.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// One Docker engine (`DOCKER_HOST` or the local socket).
+    #[default]
+    Docker,
+    /// A Docker Swarm manager: each suite attempt is a `replicated-job` service.
+    Swarm,
+}
+
 /// What to create for one attempt of one suite.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -43,6 +65,9 @@ pub struct ContainerSpec {
     /// Paths under [`TARGET_DIR`] covered by an empty read-only tmpfs (see [`masks`]).
     pub hidden: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// Swarm placement constraints (the project's and the suite's); the Docker backend has
+    /// one node and ignores them.
+    pub placement: Vec<String>,
 }
 
 /// A service container (see [`crate::services`]) to start on the run's private network,

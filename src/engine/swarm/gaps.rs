@@ -1,0 +1,115 @@
+//! What a suite's policy asks for that Docker Swarm's service API (1.41, this engine's) cannot
+//! express. A gap is never papered over: the suite is refused unless the project accepts that
+//! gap by name (`[swarm] allow_gaps`), and `phalanx validate --engine swarm` lists it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{NetworkMode, Policy, Suite};
+
+/// One hardening the Docker backend applies that a swarm task cannot get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyGap {
+    /// `no-new-privileges`: the 1.41 `ContainerSpec.Privileges` has no field for it (a task
+    /// was measured with `NoNewPrivs: 0`). With every capability dropped a setuid binary
+    /// still changes the uid, which the flag would have prevented.
+    NoNewPrivileges,
+    /// Swap on top of the memory limit: the service API has no `MemorySwap`, and on cgroup v1
+    /// the engine then allows as much swap again (`memory.memsw.limit_in_bytes` measured at
+    /// twice the limit). Only matters on nodes that have swap.
+    MemorySwap,
+}
+
+impl PolicyGap {
+    pub const ALL: [PolicyGap; 2] = [PolicyGap::NoNewPrivileges, PolicyGap::MemorySwap];
+
+    /// The name `allow_gaps` uses.
+    pub fn key(self) -> &'static str {
+        match self {
+            PolicyGap::NoNewPrivileges => "no-new-privileges",
+            PolicyGap::MemorySwap => "memory-swap",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<PolicyGap> {
+        PolicyGap::ALL.into_iter().find(|gap| gap.key() == key)
+    }
+
+    /// What the suite loses, for `validate` and the refusal.
+    pub fn consequence(self) -> &'static str {
+        match self {
+            PolicyGap::NoNewPrivileges => {
+                "the service API (1.41) cannot set no-new-privileges, so a setuid binary in the \
+                 image can still change the task's user"
+            }
+            PolicyGap::MemorySwap => {
+                "the service API (1.41) cannot forbid swap, so on a node with swap the task may \
+                 use as much swap again as its memory limit"
+            }
+        }
+    }
+}
+
+impl fmt::Display for PolicyGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// The gaps `policy` has on swarm. Every policy has both today; the function takes the policy
+/// so that a gap tied to one key (a capability, a limit) is reported only where it applies.
+pub fn policy_gaps(policy: &Policy) -> Vec<PolicyGap> {
+    let _ = policy;
+    PolicyGap::ALL.to_vec()
+}
+
+/// What the swarm engine cannot run at all, whatever the project allows: one sentence each.
+pub fn unsupported(suite: &Suite) -> Vec<String> {
+    let mut found = Vec::new();
+    if suite.policy.network == NetworkMode::Target {
+        found.push(
+            "network = \"target\" is not supported by the swarm engine yet (the run's private \
+             network and its services stay on the Docker backend)"
+                .to_string(),
+        );
+    }
+    if !suite.needs.is_empty() {
+        found.push(format!(
+            "needs = [{}]: services are not supported by the swarm engine yet",
+            suite
+                .needs
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests_support::suite;
+
+    #[test]
+    fn gap_keys_read_back() {
+        for gap in PolicyGap::ALL {
+            assert_eq!(PolicyGap::from_key(gap.key()), Some(gap));
+        }
+        assert_eq!(PolicyGap::from_key("seccomp"), None);
+    }
+
+    #[test]
+    fn dynamic_suites_are_unsupported_and_static_ones_are_not() {
+        let mut s = suite("a");
+        assert!(unsupported(&s).is_empty());
+        s.policy.network = NetworkMode::Target;
+        s.needs = vec!["app".into()];
+        let found = unsupported(&s);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[1].contains("\"app\""), "{found:?}");
+    }
+}
