@@ -482,6 +482,7 @@ impl Scans {
                 target_mode: settings.config.target_mode,
                 target_max_size: settings.config.target_max_size,
                 show_copy_progress: false,
+                engine: Default::default(),
             },
             recorder: opened.recorder,
             stop: StopSignal::default(),
@@ -566,7 +567,7 @@ async fn run_one(inner: Arc<Inner>, pending: Pending, queued: bool) {
         }
         inner.store_op(|store| store.set_live_state(&run_id, LiveState::Running, Some(now)));
     }
-    let engine = launch::connect(&launch.plan.suites, &launch.paths.dir)
+    let engine = launch::connect(&launch.engine, &launch.plan.suites, &launch.paths.dir)
         .await
         .map(Arc::new);
     let publisher = log.clone();
