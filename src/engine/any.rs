@@ -25,7 +25,8 @@ pub struct EngineChoice {
 
 pub enum AnyEngine {
     Docker(DockerEngine),
-    Swarm(SwarmEngine),
+    /// Boxed: it holds a Docker engine of its own besides its state.
+    Swarm(Box<SwarmEngine>),
 }
 
 impl AnyEngine {
@@ -33,7 +34,7 @@ impl AnyEngine {
         Ok(match choice.kind {
             EngineKind::Docker => AnyEngine::Docker(DockerEngine::connect().await?),
             EngineKind::Swarm => {
-                AnyEngine::Swarm(SwarmEngine::connect(choice.swarm.clone()).await?)
+                AnyEngine::Swarm(Box::new(SwarmEngine::connect(choice.swarm.clone()).await?))
             }
         })
     }
