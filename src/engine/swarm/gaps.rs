@@ -20,16 +20,27 @@ pub enum PolicyGap {
     /// the engine then allows as much swap again (`memory.memsw.limit_in_bytes` measured at
     /// twice the limit). Only matters on nodes that have swap.
     MemorySwap,
+    /// `network = "none"`: a swarm task cannot be left without a network. It gets a network
+    /// of its own, internal, but the swarm ignores the bridge driver's options on
+    /// swarm-scoped networks (`inhibit_ipv4`, `enable_icc` were dropped when tried), so the
+    /// bridge has a gateway address on the node and the task can reach what listens on the
+    /// node's addresses.
+    NetworkNone,
 }
 
 impl PolicyGap {
-    pub const ALL: [PolicyGap; 2] = [PolicyGap::NoNewPrivileges, PolicyGap::MemorySwap];
+    pub const ALL: [PolicyGap; 3] = [
+        PolicyGap::NoNewPrivileges,
+        PolicyGap::MemorySwap,
+        PolicyGap::NetworkNone,
+    ];
 
     /// The name `allow_gaps` uses.
     pub fn key(self) -> &'static str {
         match self {
             PolicyGap::NoNewPrivileges => "no-new-privileges",
             PolicyGap::MemorySwap => "memory-swap",
+            PolicyGap::NetworkNone => "network-none",
         }
     }
 
@@ -48,6 +59,11 @@ impl PolicyGap {
                 "the service API (1.41) cannot forbid swap, so on a node with swap the task may \
                  use as much swap again as its memory limit"
             }
+            PolicyGap::NetworkNone => {
+                "a swarm task always has a network: network = \"none\" becomes an internal \
+                 network of the task's own, from which it can still reach services listening \
+                 on its node's addresses"
+            }
         }
     }
 }
@@ -58,11 +74,14 @@ impl fmt::Display for PolicyGap {
     }
 }
 
-/// The gaps `policy` has on swarm. Every policy has both today; the function takes the policy
-/// so that a gap tied to one key (a capability, a limit) is reported only where it applies.
+/// The gaps `policy` has on swarm: every policy has the first two, `network = "none"` the
+/// third (egress is what the Docker backend gives too).
 pub fn policy_gaps(policy: &Policy) -> Vec<PolicyGap> {
-    let _ = policy;
-    PolicyGap::ALL.to_vec()
+    let mut gaps = vec![PolicyGap::NoNewPrivileges, PolicyGap::MemorySwap];
+    if policy.network == NetworkMode::None {
+        gaps.push(PolicyGap::NetworkNone);
+    }
+    gaps
 }
 
 /// What the swarm engine cannot run at all, whatever the project allows: one sentence each.
@@ -100,6 +119,17 @@ mod tests {
             assert_eq!(PolicyGap::from_key(gap.key()), Some(gap));
         }
         assert_eq!(PolicyGap::from_key("seccomp"), None);
+    }
+
+    #[test]
+    fn only_a_suite_without_network_has_the_network_gap() {
+        let mut s = suite("a");
+        assert!(policy_gaps(&s.policy).contains(&PolicyGap::NetworkNone));
+        s.policy.network = NetworkMode::Egress;
+        assert_eq!(
+            policy_gaps(&s.policy),
+            [PolicyGap::NoNewPrivileges, PolicyGap::MemorySwap]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The Docker Swarm backend: each suite attempt is one `replicated-job` service on a swarm
-//! manager, so the same scheduler spreads a run over a cluster's nodes.
+//! The Docker Swarm backend: each suite attempt is one service on a swarm manager, run once
+//! to completion (see [`spec`] for why not a `replicated-job`), so the same scheduler
+//! spreads a run over a cluster's nodes.
 //!
 //! The trait's steps map as follows. `create` builds (once per image per run) the layer the
 //! task runs ([`layer`]) and returns the service's name; `start` creates the service (a
@@ -256,8 +257,10 @@ impl SwarmEngine {
         Ok(name)
     }
 
-    /// A swarm-scoped bridge network. `isolated`: internal, no address on the host side,
-    /// no traffic between its endpoints: with one task on it, the task reaches nothing.
+    /// A swarm-scoped bridge network. `isolated`: internal, and the task's alone on it. The
+    /// options ask for no address on the host side and no traffic between endpoints, but
+    /// swarm drops bridge options on swarm-scoped networks (hence [`PolicyGap::NetworkNone`]);
+    /// they stay for an engine that honours them.
     async fn create_network(
         &self,
         name: &str,
@@ -330,6 +333,10 @@ impl SwarmEngine {
         let docker = self.docker.clone();
         let task = async move {
             let _ = docker.delete_service(&attempt.service).await;
+            // Removed from the cluster while a node still has the task's container
+            // attached, the node would keep the network; and the run's final sweep removes
+            // images, which a stopping task still holds: wait for the task to go.
+            tasks_gone(&docker, &attempt.service).await;
             if attempt.own_network {
                 remove_network_patiently(&docker, &attempt.network).await;
             }
@@ -344,8 +351,10 @@ impl SwarmEngine {
         pending.join_all().await;
     }
 
-    /// Removes the services and images `keep` does not keep among those labelled
-    /// [`RUN_LABEL`] (`=run_id` when given); returns how many services went.
+    /// Removes the services `keep` does not keep among those labelled [`RUN_LABEL`]
+    /// (`=run_id` when given), then what the manager's engine has of them, then their
+    /// images (last: a task still stopping holds its image); returns how many services
+    /// and containers went.
     async fn remove_swarm_objects(
         &self,
         run_id: Option<&str>,
@@ -360,7 +369,7 @@ impl SwarmEngine {
             .list_services(Some(opts))
             .await
             .map_err(|e| EngineError::api("service list", e))?;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for service in services {
             let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
             if keep(labels) {
@@ -369,9 +378,16 @@ impl SwarmEngine {
             if let Some(id) = service.id.as_deref()
                 && self.docker.delete_service(id).await.is_ok()
             {
-                removed += 1;
+                removed.push(id.to_string());
             }
         }
+        for id in &removed {
+            tasks_gone(&self.docker, id).await;
+        }
+        let containers = match run_id {
+            Some(_) => self.local.remove_labelled(run_id).await?,
+            None => self.local.remove_orphans().await?,
+        };
         let opts = ListImagesOptionsBuilder::default()
             .filters(&filters)
             .build();
@@ -385,13 +401,13 @@ impl SwarmEngine {
             if keep(Some(&image.labels)) {
                 continue;
             }
-            // Another run may still build on a shared parent: the engine refuses, fine.
+            // An image another live run still uses is refused: fine.
             let _ = self
                 .docker
                 .remove_image(&image.id, Some(force.clone()), None)
                 .await;
         }
-        Ok(removed)
+        Ok(removed.len() + containers)
     }
 }
 
@@ -554,12 +570,11 @@ impl Engine for SwarmEngine {
 
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {
         self.finish_removals().await;
-        let services = self.remove_swarm_objects(run_id, |_| false).await?;
+        let removed = self.remove_swarm_objects(run_id, |_| false).await?;
         if let Some(run_id) = run_id {
             self.egress.lock().await.remove(run_id);
         }
-        // Networks (per task, egress) and anything the manager's engine has.
-        Ok(services + self.local.remove_labelled(run_id).await?)
+        Ok(removed)
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
@@ -595,10 +610,8 @@ impl Engine for SwarmEngine {
     }
 
     async fn remove_orphans(&self) -> Result<usize, EngineError> {
-        let services = self
-            .remove_swarm_objects(None, |labels| !orphaned(labels))
-            .await?;
-        Ok(services + self.local.remove_orphans().await?)
+        self.remove_swarm_objects(None, |labels| !orphaned(labels))
+            .await
     }
 
     async fn start_service(&self, spec: &ServiceSpec) -> Result<String, EngineError> {
@@ -784,6 +797,23 @@ async fn follow(
     attempt
         .framed
         .send_replace(Some(Arc::new(deframer.into_framed(tar_status))));
+}
+
+/// Waits (up to [`NETWORK_REMOVAL`]) until the manager lists no task of the removed
+/// service `name`: its nodes have stopped and removed the container.
+async fn tasks_gone(docker: &Docker, name: &str) {
+    let give_up = Instant::now() + NETWORK_REMOVAL;
+    let filters = HashMap::from([("service".to_string(), vec![name.to_string()])]);
+    let mut pause = Duration::from_millis(100);
+    while Instant::now() < give_up {
+        let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
+        match docker.list_tasks(Some(opts)).await {
+            Ok(tasks) if !tasks.is_empty() => {}
+            _ => return,
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Retries the removal of a network its task is still leaving, up to [`NETWORK_REMOVAL`].

@@ -1,13 +1,21 @@
-//! One suite attempt as a swarm service: a `replicated-job` that runs once, never restarts,
-//! and carries the suite's policy as far as the 1.41 service API can express it (what it
-//! cannot is in [`super::gaps`]).
+//! One suite attempt as a swarm service that runs its one task once, never restarts it, and
+//! carries the suite's policy as far as the 1.41 service API can express it (what it cannot
+//! is in [`super::gaps`]).
+//!
+//! The service is `replicated` with one replica and restart condition `none`, not a
+//! `replicated-job`: on this engine (20.10) a job's finished task keeps its container on
+//! the node even after the service is removed (moby#42789), and a swarm-scoped network such
+//! a container was attached to then lingers on the node holding its subnet. Measured here:
+//! after `service rm`, a job's container was still there 30 s later and `network rm` left
+//! the network listed; a one-replica service with restart `none` ran to `Complete` the same
+//! way and both were gone within 3 s of the removal.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::{
     Limit, Mount, MountTmpfsOptions, MountType, NetworkAttachmentConfig, ResourceObject,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskSpec, TaskSpecContainerSpec,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
     TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
@@ -130,10 +138,7 @@ pub fn service_spec(plan: &TaskPlan<'_>) -> ServiceSpec {
         labels: Some(spec.labels.clone()),
         task_template: Some(task),
         mode: Some(ServiceSpecMode {
-            replicated_job: Some(ServiceSpecModeReplicatedJob {
-                max_concurrent: Some(1),
-                total_completions: Some(1),
-            }),
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
             ..Default::default()
         }),
         ..Default::default()
@@ -233,7 +238,7 @@ mod tests {
             task.restart_policy.unwrap().condition,
             Some(TaskSpecRestartPolicyConditionEnum::NONE)
         );
-        let job = service.mode.unwrap().replicated_job.unwrap();
-        assert_eq!(job.total_completions, Some(1));
+        let mode = service.mode.unwrap().replicated.unwrap();
+        assert_eq!(mode.replicas, Some(1));
     }
 }
