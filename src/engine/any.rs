@@ -23,10 +23,12 @@ pub struct EngineChoice {
     pub swarm: SwarmSettings,
 }
 
+/// One per run (or server), made once and shared behind an `Arc`: the variants' sizes do
+/// not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyEngine {
     Docker(DockerEngine),
-    /// Boxed: it holds a Docker engine of its own besides its state.
-    Swarm(Box<SwarmEngine>),
+    Swarm(SwarmEngine),
 }
 
 impl AnyEngine {
@@ -34,7 +36,7 @@ impl AnyEngine {
         Ok(match choice.kind {
             EngineKind::Docker => AnyEngine::Docker(DockerEngine::connect().await?),
             EngineKind::Swarm => {
-                AnyEngine::Swarm(Box::new(SwarmEngine::connect(choice.swarm.clone()).await?))
+                AnyEngine::Swarm(SwarmEngine::connect(choice.swarm.clone()).await?)
             }
         })
     }
