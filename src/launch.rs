@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::cause::Cause;
 use crate::config::Suite;
-use crate::engine::Engine;
 use crate::engine::docker::DockerEngine;
+use crate::engine::{Engine, EngineKind};
 use crate::event::Subscriber;
 use crate::outcome::RunReport;
 use crate::report::from_store::RunHistory;
@@ -91,6 +91,10 @@ pub struct Launch {
     pub target_max_size: u64,
     /// Show a bar while the target is copied (a terminal is watching).
     pub show_copy_progress: bool,
+    /// The backend the run was planned for (`engine`, `--engine`): its suites were
+    /// selected for it (see [`select::Backend`]), so the engine the caller connects must
+    /// be this one.
+    pub engine_kind: EngineKind,
 }
 
 /// Who follows a run's events.
@@ -152,6 +156,8 @@ pub async fn run(
         target_mode,
         target_max_size,
         show_copy_progress,
+        // Chosen by whoever connected `engine` (see `connect`).
+        engine_kind: _,
     } = launch;
     if let Some(reason) = stop.reason() {
         // Stopped before it began (a queued run cancelled): nothing to start or clean.

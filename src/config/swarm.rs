@@ -186,8 +186,12 @@ pub(crate) fn check_constraint(text: &str) -> Result<(), String> {
              `-`, `_`, `.`)"
         ));
     }
-    let value_char =
-        |c: char| c.is_ascii_alphanumeric() || c.is_whitespace() || ":-_.*()?+[]\\^$|/".contains(c);
+    // Swarm's value pattern; its `\s` (RE2) is ASCII white space only.
+    let value_char = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r')
+            || ":-_.*()?+[]\\^$|/".contains(c)
+    };
     if value.is_empty() || !value.chars().all(value_char) {
         return Err(format!(
             "the value `{value}` is not one swarm accepts (letters, digits, spaces and \
@@ -373,6 +377,7 @@ mod tests {
             ("node.role ==", "the value ``"),
             ("node.role == a=b", "the value `a=b`"),
             ("node.labels.x == \"q\"", "the value"),
+            ("node.labels.x == a\u{2003}b", "the value"),
             ("node.labels. == x", "matches no node"),
             ("node.rol == worker", "did you mean `node.role`?"),
             ("labels.scanner == true", "node.labels.NAME"),

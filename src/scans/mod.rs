@@ -422,7 +422,9 @@ impl Scans {
             ..Wanted::default()
         }
         .over_project(spec);
-        let Selected { suites, invalid } = select::select(&loaded, &wanted, Some(spec))?;
+        let config = &settings.config;
+        let backend = select::Backend::of(config.engine, &config.swarm);
+        let Selected { suites, invalid } = select::select(&loaded, &wanted, Some(spec), backend)?;
         if suites.is_empty() {
             let why = invalid.iter().flat_map(|i| i.errors.clone()).collect();
             return Err(TriggerError::NothingRunnable(why));
@@ -455,6 +457,7 @@ impl Scans {
                 reports_dir: paths.dir.clone(),
                 suppressions,
                 baseline,
+                placement: settings.config.swarm.placement.clone(),
             },
             options: ScheduleOptions {
                 jobs: settings.jobs.max(1),
@@ -482,6 +485,7 @@ impl Scans {
                 target_mode: settings.config.target_mode,
                 target_max_size: settings.config.target_max_size,
                 show_copy_progress: false,
+                engine_kind: settings.config.engine,
             },
             recorder: opened.recorder,
             stop: StopSignal::default(),
