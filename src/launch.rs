@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::cause::Cause;
 use crate::config::Suite;
-use crate::engine::docker::DockerEngine;
-use crate::engine::{Engine, EngineKind};
+use crate::engine::Engine;
+use crate::engine::any::{AnyEngine, EngineChoice};
 use crate::event::Subscriber;
 use crate::outcome::RunReport;
 use crate::report::from_store::RunHistory;
@@ -91,10 +91,8 @@ pub struct Launch {
     pub target_max_size: u64,
     /// Show a bar while the target is copied (a terminal is watching).
     pub show_copy_progress: bool,
-    /// The backend the run was planned for (`engine`, `--engine`): its suites were
-    /// selected for it (see [`select::Backend`]), so the engine the caller connects must
-    /// be this one.
-    pub engine_kind: EngineKind,
+    /// The back end the suites run on.
+    pub engine: EngineChoice,
 }
 
 /// Who follows a run's events.
@@ -117,11 +115,15 @@ pub struct Finished {
     pub write_errors: Vec<ReportError>,
 }
 
-/// The local engine, once what `suites` need is known to be there
+/// The chosen engine, once what `suites` need is known to be there
 /// ([`crate::doctor::preflight`]): no engine or a missing prerequisite is the cause every
 /// suite of the run fails with, before any starts.
-pub async fn connect(suites: &[Suite], reports: &Path) -> Result<DockerEngine, Cause> {
-    let engine = DockerEngine::connect()
+pub async fn connect(
+    choice: &EngineChoice,
+    suites: &[Suite],
+    reports: &Path,
+) -> Result<AnyEngine, Cause> {
+    let engine = AnyEngine::connect(choice)
         .await
         .map_err(|error| Cause::NoEngine { error })?;
     check(&engine, suites, reports).await?;
@@ -129,8 +131,8 @@ pub async fn connect(suites: &[Suite], reports: &Path) -> Result<DockerEngine, C
 }
 
 /// What [`connect`] checks, on an engine already connected (the server's).
-pub async fn check(engine: &DockerEngine, suites: &[Suite], reports: &Path) -> Result<(), Cause> {
-    crate::doctor::preflight(engine, suites, reports)
+pub async fn check(engine: &AnyEngine, suites: &[Suite], reports: &Path) -> Result<(), Cause> {
+    crate::doctor::preflight(engine.local(), suites, reports)
         .await
         .map_err(|missing| Cause::PrerequisiteMissing {
             missing: missing.cause(),
@@ -143,7 +145,7 @@ pub async fn check(engine: &DockerEngine, suites: &[Suite], reports: &Path) -> R
 /// and the history; a report that cannot be written costs only itself.
 pub async fn run(
     launch: Launch,
-    engine: Result<Arc<DockerEngine>, Cause>,
+    engine: Result<Arc<AnyEngine>, Cause>,
     followers: Followers,
     stop: StopSignal,
     recorder: &mut RunRecorder,
@@ -156,8 +158,7 @@ pub async fn run(
         target_mode,
         target_max_size,
         show_copy_progress,
-        // Chosen by whoever connected `engine` (see `connect`).
-        engine_kind: _,
+        engine: _,
     } = launch;
     if let Some(reason) = stop.reason() {
         // Stopped before it began (a queued run cancelled): nothing to start or clean.
@@ -172,6 +173,9 @@ pub async fn run(
             return finish(report, paths, facts, recorder, notes);
         }
     };
+    for note in engine.notes() {
+        notes(Note::Warning(note.clone()));
+    }
     remove_orphans(&engine, notes).await;
     let request = TargetRequest {
         mode: target_mode,
@@ -218,7 +222,7 @@ fn not_started(
 }
 
 /// Removes what killed Phalanx processes left on the engine (never a live run's objects).
-pub async fn remove_orphans(engine: &DockerEngine, notes: Notes<'_>) {
+pub async fn remove_orphans(engine: &AnyEngine, notes: Notes<'_>) {
     match engine.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => notes(Note::Info(format!(

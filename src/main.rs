@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use phalanx::cause::Cause;
 use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, ProjectSpec, Suite};
+use phalanx::engine::any::EngineChoice;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
 use phalanx::engine::swarm::gaps;
 use phalanx::engine::{Engine, EngineKind};
@@ -727,7 +728,7 @@ async fn build_self_image(project: &ProjectConfig, args: ImagesArgs) -> Result<E
 }
 
 async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
-    let engine = connect().await?;
+    let engine = phalanx::engine::any::AnyEngine::Docker(connect().await?);
     launch::remove_orphans(&engine, &|note| eprintln!("{note}")).await;
     let removed = engine
         .remove_labelled(run_id)
@@ -865,10 +866,13 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         target_mode: args.target_mode.unwrap_or(project.target_mode),
         target_max_size: project.target_max_size,
         show_copy_progress: progress_mode == ProgressMode::Bar,
-        engine_kind,
+        engine: EngineChoice {
+            kind: engine_kind,
+            swarm: config.swarm.clone(),
+        },
         plan,
     };
-    let engine = launch::connect(&launch.plan.suites, &launch.paths.dir)
+    let engine = launch::connect(&launch.engine, &launch.plan.suites, &launch.paths.dir)
         .await
         .map(Arc::new);
     let followers = followers(&args, launch.plan.suites.len());

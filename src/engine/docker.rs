@@ -130,6 +130,11 @@ impl DockerEngine {
         })
     }
 
+    /// The client, for a back end built on this one (the swarm manager is a Docker engine).
+    pub(crate) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
         match timed("image-inspect", image, self.docker.inspect_image(image)).await {
             Ok(inspect) => Ok(Some(ImageInfo {

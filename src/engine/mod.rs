@@ -1,6 +1,7 @@
 //! The container engine behind a small trait, so the scheduler can be unit-tested with an
 //! in-memory engine and later drive other back ends. `docker` is the real one.
 
+pub mod any;
 pub mod base;
 pub mod docker;
 pub mod lost;

@@ -115,16 +115,17 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether an object with these labels belongs to a Phalanx process of this host that is gone.
+pub fn orphaned(labels: Option<&HashMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(OWNER_LABEL))
+        .and_then(|v| Owner::parse(v))
+        .is_some_and(|owner| owner.is_gone(Owner::current(), start_time))
+}
+
 /// Removes the containers (with their volumes) and networks whose owner is gone; returns
 /// how many containers were removed. Objects of live runs are left alone.
 pub async fn remove_orphans(docker: &Docker) -> Result<usize, EngineError> {
-    let me = Owner::current();
-    let orphaned = |labels: Option<&HashMap<String, String>>| {
-        labels
-            .and_then(|l| l.get(OWNER_LABEL))
-            .and_then(|v| Owner::parse(v))
-            .is_some_and(|owner| owner.is_gone(me, start_time))
-    };
     let filters = HashMap::from([("label".to_string(), vec![OWNER_LABEL.to_string()])]);
 
     let opts = ListContainersOptionsBuilder::default()

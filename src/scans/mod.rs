@@ -22,6 +22,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::config::{self, ProjectConfig, ProjectSpec};
+use crate::engine::any::EngineChoice;
 use crate::event::{Event, Subscriber};
 use crate::findings::Severity;
 use crate::launch::select::{self, Selected, Wanted};
@@ -485,7 +486,10 @@ impl Scans {
                 target_mode: settings.config.target_mode,
                 target_max_size: settings.config.target_max_size,
                 show_copy_progress: false,
-                engine_kind: settings.config.engine,
+                engine: EngineChoice {
+                    kind: settings.config.engine,
+                    swarm: settings.config.swarm.clone(),
+                },
             },
             recorder: opened.recorder,
             stop: StopSignal::default(),
@@ -570,7 +574,7 @@ async fn run_one(inner: Arc<Inner>, pending: Pending, queued: bool) {
         }
         inner.store_op(|store| store.set_live_state(&run_id, LiveState::Running, Some(now)));
     }
-    let engine = launch::connect(&launch.plan.suites, &launch.paths.dir)
+    let engine = launch::connect(&launch.engine, &launch.plan.suites, &launch.paths.dir)
         .await
         .map(Arc::new);
     let publisher = log.clone();
