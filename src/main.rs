@@ -10,15 +10,17 @@ use clap::{Args, Parser, Subcommand};
 
 use phalanx::cause::Cause;
 use phalanx::config::{self, ConfigError, LoadedSuites, ProjectConfig, ProjectSpec, Suite};
-use phalanx::engine::Engine;
+use phalanx::engine::any::EngineChoice;
 use phalanx::engine::docker::{DockerEngine, absolute_target};
+use phalanx::engine::swarm::gaps;
+use phalanx::engine::{Engine, EngineKind};
 use phalanx::event::{Event, Subscriber};
 use phalanx::event_log::EventLog;
 use phalanx::exit;
 use phalanx::findings::{Gate, Severity};
 use phalanx::history;
 use phalanx::images;
-use phalanx::launch::select::{Selected, Wanted};
+use phalanx::launch::select::{Backend, Selected, Wanted};
 use phalanx::launch::{self, Finished, Followers, Launch, Note, ReportPaths};
 use phalanx::plan;
 use phalanx::progress::{Progress, ProgressMode};
@@ -65,10 +67,15 @@ enum Command {
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
     },
-    /// Check every suite file and report all errors (exit 2 if there is any).
+    /// Check every suite file and report all errors (exit 2 if there is any). With
+    /// `--engine swarm`, also list each suite's policy gaps on swarm (accepted by
+    /// `[swarm] allow_gaps` or not) and what swarm cannot run: exit 2 if a swarm run would
+    /// refuse a suite.
     Validate {
         #[command(flatten)]
         suites: SuitesDir,
+        #[command(flatten)]
+        engine: EngineArg,
     },
     /// Run the selected suites (all of them without --suite or --tag).
     Run(Box<RunArgs>),
@@ -176,6 +183,27 @@ struct StoreArg {
 }
 
 #[derive(Args)]
+pub(crate) struct EngineArg {
+    /// Which backend runs the suites: `docker` (one engine) or `swarm` (a Docker Swarm
+    /// cluster, through its manager) [default: `engine` in phalanx.toml, else docker].
+    ///
+    /// `docker`: one Docker engine (DOCKER_HOST or the local socket). `swarm`: a Docker
+    /// Swarm manager (DOCKER_HOST) runs each suite attempt as a one-off service on the
+    /// cluster's nodes; a suite whose policy swarm cannot enforce is refused unless
+    /// phalanx.toml's [swarm] allow_gaps accepts the gap (`phalanx validate --engine swarm`
+    /// lists them).
+    #[arg(long = "engine", value_enum, value_name = "ENGINE")]
+    kind: Option<EngineKind>,
+}
+
+impl EngineArg {
+    /// The flag, else phalanx.toml's `engine`.
+    pub(crate) fn resolve(&self, project: &ProjectConfig) -> EngineKind {
+        self.kind.unwrap_or(project.engine)
+    }
+}
+
+#[derive(Args)]
 struct SuitesDir {
     /// Folder of suite files [default: from phalanx.toml, else `suites`].
     #[arg(long = "suites", value_name = "DIR")]
@@ -234,6 +262,8 @@ struct DoctorArgs {
 struct RunArgs {
     #[command(flatten)]
     suites: SuitesDir,
+    #[command(flatten)]
+    engine: EngineArg,
     /// Run this suite (repeatable; combined with --tag as a union).
     #[arg(long = "suite", value_name = "NAME")]
     names: Vec<String>,
@@ -394,7 +424,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     let project = load_project()?;
     match command {
         Command::List { suites, tags } => list(&project, &suites, &tags),
-        Command::Validate { suites } => validate(&project, &suites),
+        Command::Validate { suites, engine } => {
+            validate(&project, &suites, engine.resolve(&project))
+        }
         Command::Run(args) => run(&project, *args).await,
         Command::Images(args) => build_images(&project, args).await,
         Command::Clean { run_id } => clean(run_id.as_deref()).await,
@@ -449,6 +481,17 @@ fn load_suites(project: &ProjectConfig, dir: &SuitesDir) -> Result<LoadedSuites,
         .clone()
         .unwrap_or_else(|| project.suites_dir.clone());
     config::load_suites(&dir, project).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The reasons the selection refused suites that are not broken files (a project's
+/// limits, the engine's policy gaps): the broken files' errors are printed already.
+fn print_refusals(invalid: &[phalanx::outcome::InvalidSuite], printed: &[ConfigError]) {
+    let printed: Vec<String> = printed.iter().map(ToString::to_string).collect();
+    for error in invalid.iter().flat_map(|i| &i.errors) {
+        if !printed.contains(error) {
+            eprintln!("error: {error}");
+        }
+    }
 }
 
 fn print_config_errors(errors: &[ConfigError]) {
@@ -546,7 +589,11 @@ fn aligned(header: [String; 4], rows: &[[String; 4]]) -> String {
     out
 }
 
-fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failure> {
+fn validate(
+    project: &ProjectConfig,
+    dir: &SuitesDir,
+    engine: EngineKind,
+) -> Result<ExitCode, Failure> {
     let loaded = load_suites(project, dir)?;
     print_config_errors(&loaded.errors);
     let count = loaded.suites.len();
@@ -562,7 +609,51 @@ fn validate(project: &ProjectConfig, dir: &SuitesDir) -> Result<ExitCode, Failur
             loaded.errors.len()
         );
     }
-    Ok(exit_for_errors(&loaded.errors))
+    let refused = match engine {
+        EngineKind::Docker => 0,
+        EngineKind::Swarm => swarm_fit(&loaded.suites, &project.swarm),
+    };
+    Ok(match refused {
+        0 => exit_for_errors(&loaded.errors),
+        _ => ExitCode::from(exit::USAGE),
+    })
+}
+
+/// `validate --engine swarm`: each suite's gaps on swarm and what swarm cannot run, on
+/// stdout, and how many suites a swarm run would refuse (also said on stderr).
+fn swarm_fit(suites: &[Suite], settings: &phalanx::engine::swarm::SwarmSettings) -> usize {
+    let mut refused = 0;
+    println!("engine swarm:");
+    for suite in suites {
+        let fit = gaps::fit(suite, settings);
+        let verdict = match fit.refused() {
+            true => "refused",
+            false => "runs",
+        };
+        println!("  {} ({}): {verdict}", suite.name, suite.source.display());
+        for &(gap, allowed) in &fit.gaps {
+            match allowed {
+                true => println!("    gap {gap}: allowed: {}", gap.consequence()),
+                false => println!(
+                    "    gap {gap}: not allowed: {}; accept it with {} under [swarm] in {PROJECT_FILE}",
+                    gap.consequence(),
+                    fit.allow_line(gap)
+                ),
+            }
+        }
+        for what in &fit.unsupported {
+            println!("    unsupported: {what}");
+        }
+        refused += usize::from(fit.refused());
+    }
+    match refused {
+        0 => println!("engine swarm: every suite can run"),
+        n => eprintln!(
+            "error: engine swarm: {n} of {} suite(s) would be refused (see above; `phalanx run --engine swarm` reports them as invalid)",
+            suites.len()
+        ),
+    }
+    refused
 }
 
 fn exit_for_errors(errors: &[ConfigError]) -> ExitCode {
@@ -670,6 +761,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         config::load_suites(&suites_dir, config).map_err(|e| Failure::Usage(e.to_string()))?;
     print_config_errors(&loaded.errors);
     let services = loaded.services.clone();
+    let engine_kind = args.engine.resolve(config);
     let wanted = Wanted {
         names: args.names.clone(),
         tags: args.tags.clone(),
@@ -684,8 +776,14 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
     let Selected {
         suites,
         invalid: invalid_suites,
-    } = launch::select::select(&loaded, &wanted, project)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    } = launch::select::select(
+        &loaded,
+        &wanted,
+        project,
+        Backend::of(engine_kind, &config.swarm),
+    )
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    print_refusals(&invalid_suites, &loaded.errors);
     if let Some(partition) = args.partition
         && suites.is_empty()
         && invalid_suites.is_empty()
@@ -744,6 +842,7 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
             reports_dir: paths.dir.clone(),
             suppressions: suppress::load(project, suppressions_file.as_deref())?,
             baseline,
+            placement: project.swarm.placement.clone(),
         },
         options: ScheduleOptions {
             jobs,
@@ -767,7 +866,10 @@ async fn run(config: &ProjectConfig, args: RunArgs) -> Result<ExitCode, Failure>
         target_mode: args.target_mode.unwrap_or(project.target_mode),
         target_max_size: project.target_max_size,
         show_copy_progress: progress_mode == ProgressMode::Bar,
-        engine: Default::default(),
+        engine: EngineChoice {
+            kind: engine_kind,
+            swarm: config.swarm.clone(),
+        },
         plan,
     };
     let engine = launch::connect(&launch.engine, &launch.plan.suites, &launch.paths.dir)

@@ -149,6 +149,7 @@ mod tests {
                 reports_dir,
                 suppressions: Default::default(),
                 baseline: None,
+                placement: Vec::new(),
             },
             options: ScheduleOptions {
                 jobs: 2,

@@ -42,6 +42,9 @@ pub struct RunContext {
     pub suppressions: Arc<crate::verdict::Suppressions>,
     /// The findings of an earlier run (`--baseline`), compared with every SARIF suite's.
     pub baseline: Option<Arc<crate::verdict::Baseline>>,
+    /// The project's swarm placement constraints (`[swarm] placement`), put before each
+    /// suite's own in [`ContainerSpec::placement`].
+    pub placement: Vec<String>,
 }
 
 impl RunContext {
@@ -308,8 +311,19 @@ pub fn container_spec(suite: &Suite, ctx: &RunContext, attempt: u32) -> Containe
         hidden: crate::engine::masks::hidden_paths(&ctx.target, &ctx.reports_dir)
             .unwrap_or_default(),
         labels: labels.into_iter().collect(),
-        placement: Vec::new(),
+        placement: placement(&ctx.placement, &suite.placement),
     }
+}
+
+/// The project's constraints, then the suite's (swarm ANDs them all), each once.
+fn placement(project: &[String], suite: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::with_capacity(project.len() + suite.len());
+    for constraint in project.iter().chain(suite) {
+        if !all.contains(constraint) {
+            all.push(constraint.clone());
+        }
+    }
+    all
 }
 
 fn finish(report: &mut SuiteReport, clock: Instant) {
@@ -359,4 +373,34 @@ fn local_failure(mut report: SuiteReport, clock: Instant, cause: Cause) -> Suite
     report.outcome = Outcome::Error;
     report.cause = Some(cause);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests_support::suite;
+
+    #[test]
+    fn a_container_is_placed_by_the_projects_constraints_then_the_suites() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = RunContext {
+            run_id: "r".into(),
+            target: dir.path().join("target"),
+            target_volume: None,
+            reports_dir: dir.path().join("reports"),
+            suppressions: Arc::default(),
+            baseline: None,
+            placement: vec!["node.labels.scanner == true".into()],
+        };
+        let mut s = suite("a");
+        s.placement = vec![
+            "node.role == worker".into(),
+            "node.labels.scanner == true".into(),
+        ];
+        assert_eq!(
+            container_spec(&s, &ctx, 1).placement,
+            ["node.labels.scanner == true", "node.role == worker"]
+        );
+        assert_eq!(container_spec(&suite("b"), &ctx, 1).placement.len(), 1);
+    }
 }

@@ -365,6 +365,7 @@ mod tests {
             reports_dir,
             suppressions: Default::default(),
             baseline: None,
+            placement: Vec::new(),
         };
         let (events, inbox) = crate::event::channel();
         events.send(crate::event::EventKind::RunStarted {

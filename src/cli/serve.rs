@@ -13,7 +13,7 @@ use phalanx::server::{DEFAULT_LISTEN, Server, ServerSettings};
 
 use phalanx::stop::Signal;
 
-use super::{Failure, StoreArg, image_jobs, store_settings};
+use super::{EngineArg, Failure, StoreArg, image_jobs, store_settings};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -30,6 +30,9 @@ pub struct ServeArgs {
     image_jobs: Option<u32>,
     #[command(flatten)]
     store: StoreArg,
+    // The backend of every run the server starts.
+    #[command(flatten)]
+    engine: EngineArg,
 }
 
 #[derive(Subcommand)]
@@ -54,7 +57,8 @@ pub struct TokenArgs {
 
 /// `phalanx serve`: answers until SIGINT or SIGTERM, then stops the runs under way (each
 /// recorded as interrupted) and exits 0.
-pub async fn serve(project: ProjectConfig, args: ServeArgs) -> Result<ExitCode, Failure> {
+pub async fn serve(mut project: ProjectConfig, args: ServeArgs) -> Result<ExitCode, Failure> {
+    project.engine = args.engine.resolve(&project);
     if project.tokens.is_empty() {
         eprintln!(
             "warning: phalanx.toml lists no [[tokens]]: every API request will be refused (make one with `phalanx token new`)"

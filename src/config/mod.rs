@@ -15,6 +15,7 @@ mod service_file;
 mod suggest;
 mod suite_file;
 pub mod suppressions;
+mod swarm;
 mod tokens;
 pub mod units;
 pub(crate) mod values;
@@ -51,6 +52,7 @@ pub(crate) mod tests_support {
             },
             policy: Policy::default(),
             needs: Vec::new(),
+            placement: Vec::new(),
             source: PathBuf::from("suites/test.toml"),
         }
     }
@@ -98,6 +100,9 @@ pub struct Suite {
     /// The services (by name) this suite tests: started on the run's private network
     /// before it runs, reached by name (`network = "target"`).
     pub needs: Vec<String>,
+    /// Swarm placement constraints (`node.labels.scanner == true`), ANDed with the
+    /// project's `[swarm] placement`; the Docker backend ignores them.
+    pub placement: Vec<String>,
     /// The file this suite was read from.
     pub source: PathBuf,
 }
@@ -256,6 +261,10 @@ pub struct ProjectConfig {
     pub services: Vec<Service>,
     /// `[[tokens]]`: who may use `phalanx serve`'s API (only hashes are kept).
     pub tokens: Vec<crate::access::TokenSpec>,
+    /// Which backend runs the suites (`engine`); `--engine` overrides it.
+    pub engine: crate::engine::EngineKind,
+    /// `[swarm]`: the registry, placement and accepted policy gaps of the swarm engine.
+    pub swarm: crate::engine::swarm::SwarmSettings,
 }
 
 impl ProjectConfig {
@@ -290,6 +299,8 @@ impl Default for ProjectConfig {
             services_dir: None,
             services: Vec::new(),
             tokens: Vec::new(),
+            engine: crate::engine::EngineKind::default(),
+            swarm: crate::engine::swarm::SwarmSettings::default(),
         }
     }
 }

@@ -12,9 +12,11 @@ use super::de::Source;
 use super::error::ConfigError;
 use super::policy::RawPolicy;
 use super::projects::{self, RawProjectSpec};
+use super::swarm::RawSwarm;
 use super::tokens;
 use super::values::{AtLeastOne, Bounded, ByteSize, Name, PathText, Timeout};
 use crate::alerts::config::{AlertSettings, RawAlerts};
+use crate::engine::EngineKind;
 use crate::findings::{Gate, Severity};
 use crate::store::StoreSettings;
 use crate::target::TargetMode;
@@ -42,6 +44,8 @@ struct RawProject {
     alerts_deadline: Option<Timeout>,
     services_dir: Option<PathText>,
     services: Option<Vec<toml::Spanned<super::service_file::RawService>>>,
+    engine: Option<EngineKind>,
+    swarm: Option<RawSwarm>,
 }
 
 /// `[store]`: where the run store is and how many runs it keeps.
@@ -164,5 +168,7 @@ fn resolve(raw: RawProject, folder: &Path) -> ProjectConfig {
         services_dir: raw.services_dir.map(|d| folder.join(d.0)),
         services: Vec::new(),
         tokens: Vec::new(),
+        engine: raw.engine.unwrap_or(defaults.engine),
+        swarm: raw.swarm.unwrap_or_default().resolve(),
     }
 }

@@ -11,6 +11,7 @@ use super::de::Source;
 use super::error::{ConfigError, ConfigErrorKind, Location};
 use super::policy::RawPolicy;
 use super::service_file::{LoadedServices, load_services};
+use super::swarm::Constraint;
 use super::values::{
     Bounded, Command, EnvName, EnvValue, Name, NonEmptyVec, PathText, ResultsPath, ServiceName,
     Timeout, Word, check_name,
@@ -51,6 +52,7 @@ struct RawSuite {
     results: Option<RawResults>,
     policy: Option<RawPolicy>,
     needs: Option<Spanned<Vec<ServiceName>>>,
+    placement: Option<Vec<Constraint>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +324,7 @@ fn resolve(
         results: results(raw.results.unwrap_or_default(), project),
         policy,
         needs,
+        placement: super::swarm::constraints(raw.placement),
         source: src.path.to_owned(),
     };
     Ok(Parsed {

@@ -3,6 +3,8 @@
 //! `phalanx run` and the server, so a selection means the same from both.
 
 use crate::config::{ConfigError, LoadedSuites, ProjectSpec, Suite};
+use crate::engine::EngineKind;
+use crate::engine::swarm::{SwarmSettings, gaps};
 use crate::findings::{Gate, Severity};
 use crate::outcome::InvalidSuite;
 use crate::plan::{self, Partition, PlanError};
@@ -32,21 +34,42 @@ impl Wanted {
     }
 }
 
+/// The backend a selection is for. Swarm refuses the suites it cannot run as their policy
+/// says, unless the project accepts the gap (`[swarm] allow_gaps`).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Backend<'a> {
+    #[default]
+    Docker,
+    Swarm(&'a SwarmSettings),
+}
+
+impl<'a> Backend<'a> {
+    /// The backend of `kind`, with the project's swarm settings.
+    pub fn of(kind: EngineKind, swarm: &'a SwarmSettings) -> Backend<'a> {
+        match kind {
+            EngineKind::Docker => Backend::Docker,
+            EngineKind::Swarm => Backend::Swarm(swarm),
+        }
+    }
+}
+
 /// The suites to run and the selected ones that cannot be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selected {
     pub suites: Vec<Suite>,
-    /// Broken suite files, and suites asking for more than their project allows: reported
-    /// (outcome `invalid`), never run.
+    /// Broken suite files, suites asking for more than their project allows and suites the
+    /// backend cannot run as their policy says: reported (outcome `invalid`), never run.
     pub invalid: Vec<InvalidSuite>,
 }
 
 /// Picks what `wanted` names from `loaded` (broken files included, as invalid suites),
-/// refuses what exceeds `project`'s limits, and applies the overrides.
+/// refuses what exceeds `project`'s limits and what `backend` cannot run, and applies the
+/// overrides.
 pub fn select(
     loaded: &LoadedSuites,
     wanted: &Wanted,
     project: Option<&ProjectSpec>,
+    backend: Backend<'_>,
 ) -> Result<Selected, PlanError> {
     let invalid = invalid_suites(&loaded.errors, &wanted.names, &wanted.tags);
     // Names of broken files are known, just not runnable: they are not "unknown suites".
@@ -63,9 +86,19 @@ pub fn select(
         plan::select(&loaded.suites, &runnable_names, &wanted.tags)?
     };
     let selected = shard(suites, invalid, wanted.partition);
-    let mut selected = match project {
-        Some(project) => refuse_over_limits(selected, project),
+    let selected = match project {
+        Some(project) => refuse(selected, |suite| {
+            project
+                .violations(suite)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }),
         None => selected,
+    };
+    let mut selected = match backend {
+        Backend::Docker => selected,
+        Backend::Swarm(settings) => refuse(selected, |suite| gaps::fit(suite, settings).refusals()),
     };
     for suite in &mut selected.suites {
         if let Some(fail_on) = wanted.fail_on {
@@ -93,23 +126,23 @@ fn shard(suites: Vec<Suite>, invalid: Vec<InvalidSuite>, partition: Option<Parti
     }
 }
 
-/// Moves every suite that asks for more than `project` allows to the invalid ones, with
-/// one error per limit it exceeds.
-fn refuse_over_limits(selected: Selected, project: &ProjectSpec) -> Selected {
+/// Moves every suite with `reasons` to the invalid ones, one error (naming its file) per
+/// reason: a limit of its project it exceeds, a policy gap of the backend.
+fn refuse(selected: Selected, reasons: impl Fn(&Suite) -> Vec<String>) -> Selected {
     let Selected {
         suites,
         mut invalid,
     } = selected;
     let mut allowed = Vec::with_capacity(suites.len());
     for suite in suites {
-        let violations = project.violations(&suite);
-        if violations.is_empty() {
+        let reasons = reasons(&suite);
+        if reasons.is_empty() {
             allowed.push(suite);
             continue;
         }
         let file = suite.source.display().to_string();
         invalid.push(InvalidSuite {
-            errors: violations.iter().map(|v| format!("{file}: {v}")).collect(),
+            errors: reasons.iter().map(|r| format!("{file}: {r}")).collect(),
             name: suite.name,
             file: suite.source,
         });
@@ -193,6 +226,7 @@ mod tests {
             &loaded(vec![suite("fine"), greedy]),
             &wanted,
             Some(&project(limits)),
+            Backend::Docker,
         )
         .unwrap();
         let names: Vec<&str> = selected.suites.iter().map(|s| s.name.as_str()).collect();
@@ -231,9 +265,50 @@ mod tests {
             &loaded(vec![suite("a"), suite("b")]),
             &wanted,
             Some(&project(Limits::default())),
+            Backend::Docker,
         )
         .unwrap();
         assert_eq!(selected.suites.len(), 1);
         assert_eq!(selected.suites[0].results.fail_on, Severity::Critical);
+    }
+
+    #[test]
+    fn swarm_refuses_each_gap_the_project_does_not_accept_and_docker_refuses_none() {
+        use crate::engine::swarm::PolicyGap;
+        let mut dynamic = suite("dast");
+        dynamic.policy.network = NetworkMode::Target;
+        let all = loaded(vec![suite("a"), dynamic]);
+        let wanted = Wanted::default();
+        let docker = select(&all, &wanted, None, Backend::Docker).unwrap();
+        assert_eq!((docker.suites.len(), docker.invalid.len()), (2, 0));
+        let strict = SwarmSettings::default();
+        let refused = select(&all, &wanted, None, Backend::Swarm(&strict)).unwrap();
+        assert!(refused.suites.is_empty());
+        let a = refused.invalid.iter().find(|i| i.name == "a").unwrap();
+        assert_eq!(a.errors.len(), 2, "one per gap: {:?}", a.errors);
+        for (error, gap) in a.errors.iter().zip(PolicyGap::ALL) {
+            assert!(
+                error.starts_with("suites/test.toml: ")
+                    && error.contains(&format!("gap `{gap}`"))
+                    && error.contains(gap.consequence())
+                    && error.contains("under [swarm]"),
+                "{error}"
+            );
+        }
+        let lenient = SwarmSettings {
+            allow_gaps: PolicyGap::ALL.into(),
+            ..SwarmSettings::default()
+        };
+        let selected = select(
+            &all,
+            &wanted,
+            None,
+            Backend::of(EngineKind::Swarm, &lenient),
+        )
+        .unwrap();
+        let names: Vec<&str> = selected.suites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(selected.invalid.len(), 1);
+        assert!(selected.invalid[0].errors[0].contains("network = \"target\""));
     }
 }

@@ -22,6 +22,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::config::{self, ProjectConfig, ProjectSpec};
+use crate::engine::any::EngineChoice;
 use crate::event::{Event, Subscriber};
 use crate::findings::Severity;
 use crate::launch::select::{self, Selected, Wanted};
@@ -422,7 +423,9 @@ impl Scans {
             ..Wanted::default()
         }
         .over_project(spec);
-        let Selected { suites, invalid } = select::select(&loaded, &wanted, Some(spec))?;
+        let config = &settings.config;
+        let backend = select::Backend::of(config.engine, &config.swarm);
+        let Selected { suites, invalid } = select::select(&loaded, &wanted, Some(spec), backend)?;
         if suites.is_empty() {
             let why = invalid.iter().flat_map(|i| i.errors.clone()).collect();
             return Err(TriggerError::NothingRunnable(why));
@@ -455,6 +458,7 @@ impl Scans {
                 reports_dir: paths.dir.clone(),
                 suppressions,
                 baseline,
+                placement: settings.config.swarm.placement.clone(),
             },
             options: ScheduleOptions {
                 jobs: settings.jobs.max(1),
@@ -482,7 +486,10 @@ impl Scans {
                 target_mode: settings.config.target_mode,
                 target_max_size: settings.config.target_max_size,
                 show_copy_progress: false,
-                engine: Default::default(),
+                engine: EngineChoice {
+                    kind: settings.config.engine,
+                    swarm: settings.config.swarm.clone(),
+                },
             },
             recorder: opened.recorder,
             stop: StopSignal::default(),

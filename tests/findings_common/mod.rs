@@ -145,6 +145,7 @@ pub fn suite(name: &str, format: ResultFormat, fail_on: Severity) -> Suite {
         },
         policy: Policy::default(),
         needs: Vec::new(),
+        placement: Vec::new(),
         source: PathBuf::from(format!("suites/{name}.toml")),
     }
 }

@@ -32,3 +32,4 @@ mod report_history;
 mod report_junit_schema;
 mod report_large;
 mod report_pages;
+mod swarm_cli;

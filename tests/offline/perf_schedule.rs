@@ -51,6 +51,7 @@ async fn run_once(dir: &Path, suites: Vec<Suite>, jobs: usize) -> (RunReport, Du
             reports_dir: dir.join("reports"),
             suppressions: Default::default(),
             baseline: None,
+            placement: Vec::new(),
         },
         options: ScheduleOptions {
             jobs,

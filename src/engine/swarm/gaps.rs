@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::SwarmSettings;
 use crate::config::{NetworkMode, Policy, Suite};
 
 /// One hardening the Docker backend applies that a swarm task cannot get.
@@ -108,6 +109,69 @@ pub fn unsupported(suite: &Suite) -> Vec<String> {
     found
 }
 
+/// What the swarm engine makes of one suite under the project's `[swarm]` settings: what
+/// `phalanx validate --engine swarm` lists and what a swarm run refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmFit {
+    /// Each gap of the suite's policy, with whether `allow_gaps` accepts it.
+    pub gaps: Vec<(PolicyGap, bool)>,
+    /// What swarm cannot run at all ([`unsupported`]).
+    pub unsupported: Vec<String>,
+    /// The gaps the project accepts, for the fix a refusal suggests.
+    allowed: Vec<PolicyGap>,
+}
+
+/// How `suite` fares on swarm with `settings`.
+pub fn fit(suite: &Suite, settings: &SwarmSettings) -> SwarmFit {
+    SwarmFit {
+        gaps: policy_gaps(&suite.policy)
+            .into_iter()
+            .map(|gap| (gap, settings.allow_gaps.contains(&gap)))
+            .collect(),
+        unsupported: unsupported(suite),
+        allowed: settings.allow_gaps.iter().copied().collect(),
+    }
+}
+
+impl SwarmFit {
+    /// Whether a swarm run refuses the suite.
+    pub fn refused(&self) -> bool {
+        self.gaps.iter().any(|&(_, allowed)| !allowed) || !self.unsupported.is_empty()
+    }
+
+    /// One sentence per reason the suite is refused: each gap the project does not accept
+    /// (what it costs and how to accept it), each thing swarm cannot run.
+    pub fn refusals(&self) -> Vec<String> {
+        let gaps = self
+            .gaps
+            .iter()
+            .filter(|(_, allowed)| !allowed)
+            .map(|&(gap, _)| {
+                format!(
+                    "the swarm engine cannot enforce this suite's policy: gap `{gap}`: {}; to \
+                     run it there anyway, accept the gap in phalanx.toml with {} under [swarm] \
+                     (or run it with --engine docker)",
+                    gap.consequence(),
+                    self.allow_line(gap)
+                )
+            });
+        let unsupported = self.unsupported.iter().map(|what| {
+            format!("the swarm engine cannot run this suite: {what}; run it with --engine docker")
+        });
+        gaps.chain(unsupported).collect()
+    }
+
+    /// The `allow_gaps` line that accepts `gap` besides those accepted already.
+    pub fn allow_line(&self, gap: PolicyGap) -> String {
+        let mut keys = self.allowed.clone();
+        keys.push(gap);
+        keys.sort();
+        keys.dedup();
+        let keys: Vec<String> = keys.iter().map(|g| format!("\"{g}\"")).collect();
+        format!("allow_gaps = [{}]", keys.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +205,44 @@ mod tests {
         let found = unsupported(&s);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[1].contains("\"app\""), "{found:?}");
+    }
+
+    #[test]
+    fn a_suite_is_refused_for_each_gap_not_allowed_and_for_what_swarm_cannot_run() {
+        let s = suite("a");
+        let none = fit(&s, &SwarmSettings::default());
+        assert!(none.refused());
+        let refusals = none.refusals();
+        assert_eq!(refusals.len(), 2, "{refusals:?}");
+        assert!(
+            refusals[0].contains("gap `no-new-privileges`")
+                && refusals[0].contains(PolicyGap::NoNewPrivileges.consequence())
+                && refusals[0].contains(r#"allow_gaps = ["no-new-privileges"] under [swarm]"#),
+            "{}",
+            refusals[0]
+        );
+        let some = SwarmSettings {
+            allow_gaps: [PolicyGap::MemorySwap].into(),
+            ..SwarmSettings::default()
+        };
+        let refusals = fit(&s, &some).refusals();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].contains(r#"allow_gaps = ["no-new-privileges", "memory-swap"]"#),
+            "the fix keeps what is accepted already: {}",
+            refusals[0]
+        );
+        let all = SwarmSettings {
+            allow_gaps: PolicyGap::ALL.into(),
+            ..SwarmSettings::default()
+        };
+        let fine = fit(&s, &all);
+        assert!(!fine.refused(), "{:?}", fine.refusals());
+        assert!(fine.gaps.iter().all(|&(_, allowed)| allowed));
+        let mut dynamic = suite("d");
+        dynamic.policy.network = NetworkMode::Target;
+        let refusals = fit(&dynamic, &all).refusals();
+        assert_eq!(refusals.len(), 1, "never allowable: {refusals:?}");
+        assert!(refusals[0].contains("--engine docker"), "{}", refusals[0]);
     }
 }
