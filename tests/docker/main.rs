@@ -46,3 +46,4 @@ mod scans;
 mod store;
 mod support_smoke;
 mod suppressions;
+mod swarm;

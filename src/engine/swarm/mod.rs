@@ -26,8 +26,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{NetworkCreateRequest, TaskState};
 use bollard::query_parameters::{
-    ListImagesOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    LogsOptionsBuilder, RemoveImageOptionsBuilder,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
+    ListTasksOptionsBuilder, LogsOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -97,6 +97,9 @@ struct Attempt {
     framed: watch::Sender<Option<Arc<Framed>>>,
     /// The last state seen by `wait`, for the wait after a stop and for the log.
     last: Mutex<Option<TaskSeen>>,
+    /// The service's task ids, looked up before a stop removes it (and with it the way to
+    /// find them), so the removal can wait for them to go.
+    tasks: Mutex<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -332,11 +335,11 @@ impl SwarmEngine {
     fn remove_in_background(&self, attempt: Arc<Attempt>) {
         let docker = self.docker.clone();
         let task = async move {
-            let _ = docker.delete_service(&attempt.service).await;
             // Removed from the cluster while a node still has the task's container
             // attached, the node would keep the network; and the run's final sweep removes
             // images, which a stopping task still holds: wait for the task to go.
-            tasks_gone(&docker, &attempt.service).await;
+            let known = attempt.tasks.lock().unwrap().clone();
+            remove_service_and_wait(&docker, &attempt.service, known).await;
             if attempt.own_network {
                 remove_network_patiently(&docker, &attempt.network).await;
             }
@@ -369,20 +372,34 @@ impl SwarmEngine {
             .list_services(Some(opts))
             .await
             .map_err(|e| EngineError::api("service list", e))?;
-        let mut removed = Vec::new();
+        let mut removed = 0;
         for service in services {
             let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
             if keep(labels) {
                 continue;
             }
             if let Some(id) = service.id.as_deref()
-                && self.docker.delete_service(id).await.is_ok()
+                && remove_service_and_wait(&self.docker, id, Vec::new()).await
             {
-                removed.push(id.to_string());
+                removed += 1;
             }
         }
-        for id in &removed {
-            tasks_gone(&self.docker, id).await;
+        // The run's networks, each until the node has let go of it too.
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let networks = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| EngineError::api("network list", e))?;
+        for network in networks {
+            if keep(network.labels.as_ref()) {
+                continue;
+            }
+            if let Some(id) = network.id.as_deref() {
+                remove_network_patiently(&self.docker, id).await;
+            }
         }
         let containers = match run_id {
             Some(_) => self.local.remove_labelled(run_id).await?,
@@ -407,7 +424,7 @@ impl SwarmEngine {
                 .remove_image(&image.id, Some(force.clone()), None)
                 .await;
         }
-        Ok(removed.len() + containers)
+        Ok(removed + containers)
     }
 }
 
@@ -450,6 +467,7 @@ impl Engine for SwarmEngine {
             phase: watch::Sender::new(Phase::Running),
             framed: watch::Sender::new(None),
             last: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         };
         self.attempts
             .lock()
@@ -533,6 +551,7 @@ impl Engine for SwarmEngine {
         let attempt = self.attempt(id)?;
         let until = Instant::now() + grace.min(GRACE) + STOP_SLACK;
         attempt.phase.send_replace(Phase::Stopping { until });
+        *attempt.tasks.lock().unwrap() = task_ids(&self.docker, &attempt.service).await;
         match self.docker.delete_service(&attempt.service).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -799,21 +818,41 @@ async fn follow(
         .send_replace(Some(Arc::new(deframer.into_framed(tar_status))));
 }
 
-/// Waits (up to [`NETWORK_REMOVAL`]) until the manager lists no task of the removed
-/// service `name`: its nodes have stopped and removed the container.
-async fn tasks_gone(docker: &Docker, name: &str) {
-    let give_up = Instant::now() + NETWORK_REMOVAL;
+/// The ids of service `name`'s tasks, while the service exists.
+async fn task_ids(docker: &Docker, name: &str) -> Vec<String> {
     let filters = HashMap::from([("service".to_string(), vec![name.to_string()])]);
-    let mut pause = Duration::from_millis(100);
-    while Instant::now() < give_up {
-        let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
-        match docker.list_tasks(Some(opts)).await {
-            Ok(tasks) if !tasks.is_empty() => {}
-            _ => return,
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+    let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
+    match docker.list_tasks(Some(opts)).await {
+        Ok(tasks) => tasks.into_iter().filter_map(|t| t.id).collect(),
+        Err(_) => Vec::new(),
     }
+}
+
+/// Removes service `name` and waits (up to [`NETWORK_REMOVAL`]) until the manager has
+/// forgotten its tasks: their nodes have stopped and removed the containers. (A task list
+/// filtered by a removed service fails, so the tasks are looked up first, by id.)
+async fn remove_service_and_wait(docker: &Docker, name: &str, known: Vec<String>) -> bool {
+    let mut tasks = task_ids(docker, name).await;
+    tasks.extend(
+        known
+            .into_iter()
+            .filter(|t| !tasks.contains(t))
+            .collect::<Vec<_>>(),
+    );
+    let removed = match docker.delete_service(name).await {
+        Ok(()) => true,
+        Err(e) if is_not_found(&e) => false,
+        Err(_) => return false,
+    };
+    let give_up = Instant::now() + NETWORK_REMOVAL;
+    let mut pause = Duration::from_millis(100);
+    for task in tasks {
+        while Instant::now() < give_up && docker.inspect_task(&task).await.is_ok() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+    removed
 }
 
 /// Retries the removal of a network its task is still leaving, up to [`NETWORK_REMOVAL`].
@@ -822,8 +861,16 @@ async fn remove_network_patiently(docker: &Docker, name: &str) {
     let mut pause = Duration::from_millis(200);
     loop {
         match docker.remove_network(name).await {
-            Ok(()) => return,
-            Err(e) if is_not_found(&e) => return,
+            // The cluster forgets it at once; the node's own copy goes a moment later.
+            Ok(()) => {
+                while Instant::now() < give_up && docker.inspect_network(name, None).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                return;
+            }
+            // A node's stale copy of a network the cluster no longer has answers "not
+            // found" with a 500: it is gone as far as the swarm goes.
+            Err(e) if is_not_found(&e) || e.to_string().contains("not found") => return,
             Err(_) if Instant::now() < give_up => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));

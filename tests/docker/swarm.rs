@@ -1,0 +1,240 @@
+//! `phalanx run --engine swarm` against the host engine as a single-node swarm manager: the
+//! same outcomes as the Docker backend, the policy seen from inside a task, results back
+//! through the log stream, and nothing left (services, containers, networks, images).
+//!
+//! CI makes the host engine a swarm manager for the test run (`.ci/run`) and sets
+//! `PHALANX_REQUIRE_SWARM=1`, so there a missing swarm fails these tests; elsewhere they
+//! skip with a message. The two-node test is `swarm_two_node`, run through
+//! `scripts/swarm-two-node`.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{ListImagesOptionsBuilder, ListServicesOptionsBuilder};
+use serde_json::Value;
+
+use crate::runs::{self, Run, assert_nothing_left, probe_suite, read};
+use crate::support::{self, Workspace, probe_image, unique};
+
+/// Every gap, accepted: these tests are about what runs, not about the refusal.
+pub const ALLOW_ALL_GAPS: &str =
+    "[swarm]\nallow_gaps = [\"no-new-privileges\", \"memory-swap\", \"network-none\"]\n";
+
+/// Whether the host engine is a swarm manager; when it is not, says why the test skips, or
+/// fails where CI requires the swarm.
+pub async fn swarm_ready() -> bool {
+    let info = support::docker().await.info().await.expect("docker info");
+    let manager = info
+        .swarm
+        .and_then(|s| s.control_available)
+        .unwrap_or(false);
+    if !manager {
+        let required = std::env::var_os("PHALANX_REQUIRE_SWARM").is_some_and(|v| v == "1");
+        assert!(
+            !required,
+            "PHALANX_REQUIRE_SWARM=1 but the engine is not a swarm manager"
+        );
+        eprintln!(
+            "skipping: the Docker engine is not a swarm manager (`docker swarm init \
+             --advertise-addr 127.0.0.1` makes it one; .ci/run does)"
+        );
+    }
+    manager
+}
+
+/// Builds the swarm task helper image once, under the host-wide image lock: a Phalanx
+/// process builds it (and the base under it) on first use, and two at once would both
+/// bootstrap the base.
+pub async fn task_image() {
+    static BUILT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    BUILT
+        .get_or_init(|| async {
+            let _lock = support::image_build_lock();
+            let docker = support::docker().await;
+            let image = "phalanx/swarm-task:1";
+            if docker.inspect_image(image).await.is_ok() {
+                return;
+            }
+            let context =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/swarm-task");
+            let log = std::env::temp_dir().join(unique("swarm-task-build"));
+            phalanx::engine::base::build_image(&docker, &context, image, &log)
+                .await
+                .unwrap_or_else(|e| panic!("building {image}: {e}"));
+        })
+        .await;
+}
+
+/// `phalanx run --engine swarm` in `ws`; checks that nothing of the run is left.
+pub async fn run_on_swarm(ws: &Workspace, args: &[&str]) -> Run {
+    let mut all = vec!["--engine", "swarm"];
+    all.extend_from_slice(args);
+    let run = runs::run(ws, &all).await;
+    assert_nothing_left_on_swarm(run.run_id()).await;
+    run
+}
+
+/// No service and no image labelled with the run (containers, volumes and networks are
+/// checked by [`assert_nothing_left`]).
+pub async fn assert_nothing_left_on_swarm(run_id: &str) {
+    assert_nothing_left(run_id).await;
+    let docker = support::docker().await;
+    let filters = HashMap::from([("label", vec![format!("phalanx.run={run_id}")])]);
+    let services = docker
+        .list_services(Some(
+            ListServicesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .expect("listing services");
+    let names: Vec<_> = services
+        .into_iter()
+        .filter_map(|s| s.spec.and_then(|s| s.name))
+        .collect();
+    assert_eq!(names, Vec::<String>::new(), "services left");
+    let images = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .expect("listing images");
+    let tags: Vec<_> = images.into_iter().flat_map(|i| i.repo_tags).collect();
+    assert_eq!(tags, Vec::<String>::new(), "images left");
+}
+
+#[tokio::test]
+async fn outcomes_match_the_docker_backend() {
+    if !swarm_ready().await {
+        return;
+    }
+    task_image().await;
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    ws.project(ALLOW_ALL_GAPS);
+    ws.target_file("README", "the target");
+    let [pass, fail, slow, missing, writer] =
+        ["pass", "fail", "slow", "missing", "writer"].map(unique);
+    ws.suite(&pass, &probe_suite(&image, &["print", "all good"], ""));
+    ws.suite(
+        &fail,
+        &probe_suite(
+            &image,
+            &["eprint", "found a problem", "--", "exit", "3"],
+            "",
+        ),
+    );
+    let stuck = [
+        "print",
+        "started",
+        "--",
+        "ignore-term",
+        "--",
+        "sleep",
+        "600",
+    ];
+    ws.suite(&slow, &probe_suite(&image, &stuck, "timeout = \"2s\""));
+    ws.suite(
+        &missing,
+        &probe_suite("phalanx-test/absent:1", &["exit", "0"], ""),
+    );
+    let writes = [
+        "write",
+        "/results/nested/found.txt",
+        "hello",
+        "--",
+        "cat",
+        "/target/README",
+    ];
+    ws.suite(&writer, &probe_suite(&image, &writes, ""));
+
+    let run = run_on_swarm(&ws, &["--jobs", "4"]).await;
+
+    // An error (the missing image) makes the run untrustworthy, as on Docker.
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.outcome(&pass), "passed", "{}", run.stderr);
+    assert_eq!(run.outcome(&fail), "failed");
+    assert_eq!(run.suite(&fail)["exit_code"], 3);
+    assert_eq!(run.outcome(&slow), "timed-out");
+    assert_eq!(run.outcome(&missing), "error");
+    assert!(
+        run.reason(&missing).contains("phalanx-test/absent:1"),
+        "{}",
+        run.reason(&missing)
+    );
+    assert_eq!(run.outcome(&writer), "passed", "{}", run.reason(&writer));
+
+    let log = |name: &str| read(&ws.reports_dir().join(format!("logs/{name}.log")));
+    assert_eq!(log(&pass), "all good\n", "the frame is not in the log");
+    assert!(log(&fail).contains("found a problem"));
+    assert!(log(&slow).contains("started"));
+    // The task read the target from its image layer, not from this host.
+    assert_eq!(log(&writer), "the target");
+    let results = ws.reports_dir().join(format!("results/{writer}"));
+    assert_eq!(read(&results.join("nested/found.txt")), "hello");
+}
+
+#[tokio::test]
+async fn the_policy_is_enforced_inside_the_task_and_its_gaps_are_real() {
+    if !swarm_ready().await {
+        return;
+    }
+    task_image().await;
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    ws.project(ALLOW_ALL_GAPS);
+    ws.target_file("README", "the target");
+    let probe = unique("policy");
+    ws.suite(
+        &probe,
+        &probe_suite(&image, &["policy-report", "/results/policy.json"], ""),
+    );
+
+    let run = run_on_swarm(&ws, &[]).await;
+
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&read(
+        &ws.reports_dir()
+            .join(format!("results/{probe}/policy.json")),
+    ))
+    .unwrap();
+    assert_eq!(report["uid"], 65534, "{report}");
+    assert_eq!(report["gid"], 65534, "{report}");
+    assert_eq!(report["write_root"], false, "read-only root: {report}");
+    assert_eq!(report["write_target"], false, "read-only target: {report}");
+    assert_eq!(report["can_read_target"], true, "{report}");
+    assert_eq!(report["write_results"], true, "{report}");
+    assert_eq!(report["write_tmp"], true, "{report}");
+    assert_eq!(report["cap_eff"], "0000000000000000", "{report}");
+    assert_eq!(report["docker_socket_exists"], false, "{report}");
+    // The gaps the suite had to accept, as the task sees them.
+    assert_eq!(report["no_new_privs"], false, "no-new-privileges: {report}");
+    assert_ne!(
+        report["net_interfaces"],
+        serde_json::json!(["lo"]),
+        "network-none: {report}"
+    );
+}
+
+#[tokio::test]
+async fn a_suite_with_an_unaccepted_gap_is_refused_before_anything_runs() {
+    if !swarm_ready().await {
+        return;
+    }
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    ws.project("[swarm]\nallow_gaps = [\"no-new-privileges\", \"memory-swap\"]\n");
+    let (offline, online) = (unique("offline"), unique("online"));
+    ws.suite(&offline, &probe_suite(&image, &["exit", "0"], ""));
+    ws.suite(
+        &online,
+        &probe_suite(&image, &["exit", "0"], "[policy]\nnetwork = \"egress\""),
+    );
+
+    let run = run_on_swarm(&ws, &[]).await;
+
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("network-none"), "{}", run.stderr);
+    assert_eq!(run.outcome(&online), "passed", "{}", run.reason(&online));
+}
