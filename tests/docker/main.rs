@@ -47,3 +47,4 @@ mod store;
 mod support_smoke;
 mod suppressions;
 mod swarm;
+mod swarm_two_node;
