@@ -46,7 +46,7 @@ pub enum EngineKind {
     /// One Docker engine (`DOCKER_HOST` or the local socket).
     #[default]
     Docker,
-    /// A Docker Swarm manager: each suite attempt is a `replicated-job` service.
+    /// A Docker Swarm manager: each suite attempt is a one-task service.
     Swarm,
 }
 
