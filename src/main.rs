@@ -89,13 +89,16 @@ enum Command {
     /// Accept the risk of one finding: append an entry for it, with a reason, an owner and
     /// an end date, to the suppressions file.
     Suppress(suppress::SuppressArgs),
-    /// Remove every container, volume and network of Phalanx runs, including runs still
+    /// Remove every container, volume and network of Phalanx runs (with `--engine swarm`,
+    /// also their services and the run's images on the manager), including runs still
     /// going on this engine (use --run for one run). Leftovers of killed runs alone are
     /// removed by every `run` and `clean` anyway.
     Clean {
         /// Only what this run left (its id is in run.json and in the container labels).
         #[arg(long = "run", value_name = "RUN_ID")]
         run_id: Option<String>,
+        #[command(flatten)]
+        engine: EngineArg,
     },
     /// List the recorded runs, newest first.
     Runs {
@@ -429,7 +432,13 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Run(args) => run(&project, *args).await,
         Command::Images(args) => build_images(&project, args).await,
-        Command::Clean { run_id } => clean(run_id.as_deref()).await,
+        Command::Clean { run_id, engine } => {
+            let choice = phalanx::engine::any::EngineChoice {
+                kind: engine.resolve(&project),
+                swarm: project.swarm.clone(),
+            };
+            clean(&choice, run_id.as_deref()).await
+        }
         Command::Doctor(_) => unreachable!("handled above"),
         Command::Suppress(args) => suppress::command(&project, args),
         Command::Runs {
@@ -727,16 +736,23 @@ async fn build_self_image(project: &ProjectConfig, args: ImagesArgs) -> Result<E
     }))
 }
 
-async fn clean(run_id: Option<&str>) -> Result<ExitCode, Failure> {
-    let engine = phalanx::engine::any::AnyEngine::Docker(connect().await?);
+async fn clean(
+    choice: &phalanx::engine::any::EngineChoice,
+    run_id: Option<&str>,
+) -> Result<ExitCode, Failure> {
+    let engine = phalanx::engine::any::AnyEngine::connect(choice)
+        .await
+        .map_err(|error| Failure::Infra(Cause::NoEngine { error }.to_string()))?;
     launch::remove_orphans(&engine, &|note| eprintln!("{note}")).await;
     let removed = engine
         .remove_labelled(run_id)
         .await
         .map_err(|e| Failure::Infra(e.to_string()))?;
-    println!(
-        "removed {removed} container(s) left by Phalanx runs, with their volumes and networks"
-    );
+    let what = match choice.kind {
+        EngineKind::Docker => "container(s)",
+        EngineKind::Swarm => "service(s) and container(s)",
+    };
+    println!("removed {removed} {what} left by Phalanx runs, with their volumes and networks");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -238,3 +238,80 @@ async fn a_suite_with_an_unaccepted_gap_is_refused_before_anything_runs() {
     assert!(run.stderr.contains("network-none"), "{}", run.stderr);
     assert_eq!(run.outcome(&online), "passed", "{}", run.reason(&online));
 }
+
+#[tokio::test]
+async fn the_services_of_a_killed_run_are_removed_by_the_next_run() {
+    if !swarm_ready().await {
+        return;
+    }
+    task_image().await;
+    let image = probe_image().await;
+    let ws = Workspace::new();
+    ws.project(ALLOW_ALL_GAPS);
+    let stuck = unique("stuck");
+    ws.suite(
+        &stuck,
+        &probe_suite(&image, &["sleep", "600"], "timeout = \"20m\""),
+    );
+    let mut killed = ws
+        .phalanx([
+            "run",
+            "--engine",
+            "swarm",
+            "--progress",
+            "plain",
+            "--target",
+            "target",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("phalanx starts");
+    let run_id = service_of_suite(&stuck)
+        .await
+        .expect("the suite's service never appeared");
+    killed.kill().expect("SIGKILL");
+    killed.wait().unwrap();
+    assert!(
+        service_of_suite(&stuck).await.is_some(),
+        "a killed run cannot remove its service"
+    );
+
+    // Any later run sweeps what a dead Phalanx left, and only that.
+    let next = Workspace::new();
+    next.project(ALLOW_ALL_GAPS);
+    next.suite(&unique("next"), &probe_suite(&image, &["exit", "0"], ""));
+    let run = run_on_swarm(&next, &[]).await;
+
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("left by earlier Phalanx runs"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_left_on_swarm(&run_id).await;
+}
+
+/// The run id of the service running `suite`, waiting up to a minute for it to exist.
+async fn service_of_suite(suite: &str) -> Option<String> {
+    let docker = support::docker().await;
+    let filters = HashMap::from([("label", vec![format!("phalanx.suite={suite}")])]);
+    for _ in 0..240 {
+        let services = docker
+            .list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .expect("listing services");
+        if let Some(labels) = services
+            .into_iter()
+            .find_map(|s| s.spec.and_then(|s| s.labels))
+        {
+            return labels.get("phalanx.run").cloned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    None
+}

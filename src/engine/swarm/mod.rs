@@ -806,11 +806,7 @@ async fn follow(
         && !deframer.done()
         && let Some(seen) = last.filter(|s| !s.why.is_empty())
     {
-        let note = format!(
-            "phalanx: the swarm task was {:?}: {}\n",
-            seen.state, seen.why
-        )
-        .to_lowercase();
+        let note = format!("phalanx: the swarm task was {}: {}\n", seen.state, seen.why);
         let _ = tx.send(Ok(LogChunk::Stderr(Bytes::from(note)))).await;
     }
     attempt
