@@ -77,7 +77,7 @@ fn validate_lists_the_gaps_and_fails_until_the_project_accepts_them() {
 
     let lenient = project(
         "engine = \"swarm\"\n[swarm]\nplacement = [\"node.labels.scanner == true\"]\n\
-         allow_gaps = [\"no-new-privileges\", \"memory-swap\"]\n",
+         allow_gaps = [\"no-new-privileges\", \"memory-swap\", \"network-none\"]\n",
     );
     // `engine` in phalanx.toml chooses swarm without the flag.
     let out = phalanx(lenient.path(), &["validate"]);
@@ -123,7 +123,7 @@ fn a_bad_swarm_table_is_a_configuration_error_naming_its_line() {
 
 #[test]
 fn a_swarm_run_refuses_a_suite_with_a_gap_as_invalid_without_an_engine() {
-    let dir = project("[swarm]\nallow_gaps = [\"memory-swap\"]\n");
+    let dir = project("[swarm]\nallow_gaps = [\"memory-swap\", \"network-none\"]\n");
     let out = phalanx(
         dir.path(),
         &[
@@ -141,7 +141,7 @@ fn a_swarm_run_refuses_a_suite_with_a_gap_as_invalid_without_an_engine() {
     let said = both(&out);
     assert!(
         said.contains("error: suites/sast.toml: the swarm engine cannot enforce this suite's policy: gap `no-new-privileges`")
-            && said.contains(r#"allow_gaps = ["no-new-privileges", "memory-swap"] under [swarm]"#),
+            && said.contains(r#"allow_gaps = ["no-new-privileges", "memory-swap", "network-none"] under [swarm]"#),
         "{said}"
     );
     assert!(!said.contains("gap `memory-swap`"), "accepted: {said}");

@@ -213,7 +213,7 @@ mod tests {
         let none = fit(&s, &SwarmSettings::default());
         assert!(none.refused());
         let refusals = none.refusals();
-        assert_eq!(refusals.len(), 2, "{refusals:?}");
+        assert_eq!(refusals.len(), 3, "{refusals:?}");
         assert!(
             refusals[0].contains("gap `no-new-privileges`")
                 && refusals[0].contains(PolicyGap::NoNewPrivileges.consequence())
@@ -222,13 +222,14 @@ mod tests {
             refusals[0]
         );
         let some = SwarmSettings {
-            allow_gaps: [PolicyGap::MemorySwap].into(),
+            allow_gaps: [PolicyGap::MemorySwap, PolicyGap::NetworkNone].into(),
             ..SwarmSettings::default()
         };
         let refusals = fit(&s, &some).refusals();
         assert_eq!(refusals.len(), 1, "{refusals:?}");
         assert!(
-            refusals[0].contains(r#"allow_gaps = ["no-new-privileges", "memory-swap"]"#),
+            refusals[0]
+                .contains(r#"allow_gaps = ["no-new-privileges", "memory-swap", "network-none"]"#),
             "the fix keeps what is accepted already: {}",
             refusals[0]
         );
