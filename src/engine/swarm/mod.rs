@@ -112,6 +112,13 @@ struct TaskSeen {
 
 type Layer = tokio::sync::OnceCell<Result<String, String>>;
 
+/// The run's copy of the target, as an image, and the run's labels.
+#[derive(Debug, Clone)]
+struct RunTarget {
+    image: String,
+    labels: HashMap<String, String>,
+}
+
 pub struct SwarmEngine {
     /// The manager's own engine: images are built and checked there.
     local: DockerEngine,
@@ -124,6 +131,9 @@ pub struct SwarmEngine {
     attempts: Mutex<HashMap<String, Arc<Attempt>>>,
     /// The layer tag (or the error making it) per suite image and target image.
     layers: Mutex<HashMap<(String, String), Arc<Layer>>>,
+    /// The target [`Engine::copy_target`] imported, so that [`Engine::ensure_image`] can
+    /// build each suite image's layer while the suite's time has not started yet.
+    target: Mutex<Option<RunTarget>>,
     /// The egress network per run id.
     egress: tokio::sync::Mutex<HashMap<String, String>>,
     removals: Mutex<tokio::task::JoinSet<()>>,
@@ -166,6 +176,7 @@ impl SwarmEngine {
             notes,
             attempts: Default::default(),
             layers: Default::default(),
+            target: Default::default(),
             egress: Default::default(),
             removals: Default::default(),
         })
@@ -190,18 +201,23 @@ impl SwarmEngine {
             .ok_or_else(|| EngineError::api("task", format!("no attempt {id} on this engine")))
     }
 
-    /// The layer for `spec`'s image over the run's target, built (and pushed) once per run.
-    async fn layer_for(&self, spec: &ContainerSpec, volume: &str) -> Result<String, EngineError> {
-        let target_image = layer::target_image(volume);
+    /// The layer for `image` over the run's target, built (and pushed) once per run; its
+    /// build's output goes to `log`.
+    async fn layer_for(
+        &self,
+        image: &str,
+        target: &RunTarget,
+        log: &Path,
+    ) -> Result<String, EngineError> {
         let cell = {
             let mut layers = self.layers.lock().unwrap();
-            let key = (spec.image.clone(), target_image.clone());
+            let key = (image.to_string(), target.image.clone());
             layers.entry(key).or_default().clone()
         };
         let mut own_error = None;
         let made = cell
             .get_or_init(|| async {
-                self.make_layer(spec, &target_image).await.map_err(|e| {
+                self.make_layer(image, target, log).await.map_err(|e| {
                     let text = e.to_string();
                     own_error = Some(e);
                     text
@@ -217,30 +233,26 @@ impl SwarmEngine {
 
     async fn make_layer(
         &self,
-        spec: &ContainerSpec,
-        target_image: &str,
+        image: &str,
+        target: &RunTarget,
+        log: &Path,
     ) -> Result<String, EngineError> {
-        let run_id = spec.labels.get(RUN_LABEL).cloned().unwrap_or_default();
+        let run_id = target.labels.get(RUN_LABEL).cloned().unwrap_or_default();
         let inspect = self
             .docker
-            .inspect_image(&spec.image)
+            .inspect_image(image)
             .await
             .map_err(|e| EngineError::api("image inspect", e))?;
         let config = inspect.config.unwrap_or_default();
         let req = layer::LayerRequest {
-            suite_image: spec.image.clone(),
-            target_image: target_image.to_string(),
+            suite_image: image.to_string(),
+            target_image: target.image.clone(),
             entrypoint: config.entrypoint.unwrap_or_default(),
             cmd: config.cmd.unwrap_or_default(),
-            tag: layer::layer_tag(self.settings.registry.as_deref(), &run_id, &spec.image),
-            labels: run_labels(&spec.labels),
+            tag: layer::layer_tag(self.settings.registry.as_deref(), &run_id, image),
+            labels: target.labels.clone(),
         };
-        let log = std::env::temp_dir().join(format!(
-            "phalanx-{run_id}-layer-{}.log",
-            req.tag.rsplit(':').next().unwrap_or("x")
-        ));
-        layer::build(&self.docker, &req, &log).await?;
-        let _ = std::fs::remove_file(&log);
+        layer::build(&self.docker, &req, log).await?;
         if self.settings.registry.is_some() {
             layer::push(&self.docker, &req.tag).await?;
         }
@@ -429,12 +441,19 @@ impl SwarmEngine {
 }
 
 impl Engine for SwarmEngine {
+    /// The suite's image on the manager, then its layer over the run's target (in the
+    /// suite's build log): building it is image time, not the suite's.
     async fn ensure_image(
         &self,
         suite: &Suite,
         build_log: &Path,
     ) -> Result<ImageInfo, EngineError> {
-        self.local.ensure_image(suite, build_log).await
+        let info = self.local.ensure_image(suite, build_log).await?;
+        let target = self.target.lock().unwrap().clone();
+        if let Some(target) = target {
+            self.layer_for(&suite.image, &target, build_log).await?;
+        }
+        Ok(info)
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
@@ -451,7 +470,13 @@ impl Engine for SwarmEngine {
                 "network = \"target\" is not supported by the swarm engine yet",
             ));
         }
-        let image = self.layer_for(spec, volume).await?;
+        let target = RunTarget {
+            image: layer::target_image(volume),
+            labels: run_labels(&spec.labels),
+        };
+        // Built by ensure_image already, unless the target came some other way.
+        let log = std::env::temp_dir().join(format!("{}-layer.log", spec.name));
+        let image = self.layer_for(&spec.image, &target, &log).await?;
         let service = spec::service_name(&spec.name);
         let (network, own_network) = match spec.policy.network {
             NetworkMode::Egress => (self.egress_network(spec).await?, false),
@@ -625,7 +650,13 @@ impl Engine for SwarmEngine {
         labels: &HashMap<String, String>,
         tar: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> Result<(), EngineError> {
-        layer::import_target(&self.docker, &layer::target_image(volume), labels, tar).await
+        let image = layer::target_image(volume);
+        layer::import_target(&self.docker, &image, labels, tar).await?;
+        *self.target.lock().unwrap() = Some(RunTarget {
+            image,
+            labels: run_labels(labels),
+        });
+        Ok(())
     }
 
     async fn remove_orphans(&self) -> Result<usize, EngineError> {
