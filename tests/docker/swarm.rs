@@ -264,12 +264,17 @@ async fn the_services_of_a_killed_run_are_removed_by_the_next_run() {
             "target",
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("phalanx starts");
-    let run_id = service_of_suite(&stuck)
-        .await
-        .expect("the suite's service never appeared");
+    let Some(run_id) = service_of_suite(&stuck).await else {
+        killed.kill().unwrap();
+        let out = killed.wait_with_output().unwrap();
+        panic!(
+            "the suite's service never appeared:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     killed.kill().expect("SIGKILL");
     killed.wait().unwrap();
     assert!(
@@ -292,11 +297,12 @@ async fn the_services_of_a_killed_run_are_removed_by_the_next_run() {
     assert_nothing_left_on_swarm(&run_id).await;
 }
 
-/// The run id of the service running `suite`, waiting up to a minute for it to exist.
+/// The run id of the service running `suite`, waiting up to three minutes for it to exist
+/// (the run builds its layer first, on a loaded engine).
 async fn service_of_suite(suite: &str) -> Option<String> {
     let docker = support::docker().await;
     let filters = HashMap::from([("label", vec![format!("phalanx.suite={suite}")])]);
-    for _ in 0..240 {
+    for _ in 0..720 {
         let services = docker
             .list_services(Some(
                 ListServicesOptionsBuilder::default()
