@@ -143,6 +143,27 @@ pub async fn build_image(
     drive_build(stream, tag, log).await
 }
 
+/// Builds `tag` from a build context already packed as a tar (its `Dockerfile` at the top),
+/// for a context whose file modes matter: [`build_image`] packs folders deterministically,
+/// every directory 0755. Every image the Dockerfile names must exist. Output goes to `log`.
+pub async fn build_from_tar(
+    docker: &Docker,
+    context: Vec<u8>,
+    tag: &str,
+    log: &Path,
+) -> Result<(), EngineError> {
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .labels(&HashMap::from([("phalanx.built-by", "phalanx")]))
+        .build();
+    let docker = docker.clone().with_timeout(LONG_TIMEOUT);
+    let stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    drive_build(stream, tag, log).await
+}
+
 /// Builds the intermediate images the Dockerfile in `context` starts `FROM` that the
 /// engine lacks: an image `phalanx/NAME:TAG` is built from the folder `NAME` beside
 /// `context` (`docker/python` for `FROM phalanx/python:1` in `docker/bandit`), when that

@@ -114,8 +114,8 @@ async fn outcomes_match_the_docker_backend() {
     let ws = Workspace::new();
     ws.project(ALLOW_ALL_GAPS);
     ws.target_file("README", "the target");
-    let [pass, fail, slow, missing, writer] =
-        ["pass", "fail", "slow", "missing", "writer"].map(unique);
+    let [pass, fail, slow, missing, writer, nowhere] =
+        ["pass", "fail", "slow", "missing", "writer", "nowhere"].map(unique);
     ws.suite(&pass, &probe_suite(&image, &["print", "all good"], ""));
     ws.suite(
         &fail,
@@ -148,8 +148,10 @@ async fn outcomes_match_the_docker_backend() {
         "/target/README",
     ];
     ws.suite(&writer, &probe_suite(&image, &writes, ""));
+    let unplaceable = "timeout = \"3s\"\nplacement = [\"node.labels.phalanx.test.absent == yes\"]";
+    ws.suite(&nowhere, &probe_suite(&image, &["exit", "0"], unplaceable));
 
-    let run = run_on_swarm(&ws, &["--jobs", "4"]).await;
+    let run = run_on_swarm(&ws, &["--jobs", "6"]).await;
 
     // An error (the missing image) makes the run untrustworthy, as on Docker.
     assert_eq!(run.code, 3, "{}", run.stderr);
@@ -164,6 +166,8 @@ async fn outcomes_match_the_docker_backend() {
         run.reason(&missing)
     );
     assert_eq!(run.outcome(&writer), "passed", "{}", run.reason(&writer));
+    // No node meets its constraint: it waits, times out, and its log says why.
+    assert_eq!(run.outcome(&nowhere), "timed-out");
 
     let log = |name: &str| read(&ws.reports_dir().join(format!("logs/{name}.log")));
     assert_eq!(log(&pass), "all good\n", "the frame is not in the log");
@@ -171,6 +175,11 @@ async fn outcomes_match_the_docker_backend() {
     assert!(log(&slow).contains("started"));
     // The task read the target from its image layer, not from this host.
     assert_eq!(log(&writer), "the target");
+    let pending = log(&nowhere);
+    assert!(
+        pending.contains("phalanx: the swarm task was pending: no suitable node"),
+        "{pending}"
+    );
     let results = ws.reports_dir().join(format!("results/{writer}"));
     assert_eq!(read(&results.join("nested/found.txt")), "hello");
 }

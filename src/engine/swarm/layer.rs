@@ -8,7 +8,7 @@
 //! thin layer over it, built once per run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard::Docker;
 use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder};
@@ -26,6 +26,12 @@ const TASK_DOCKERFILE: &str = include_str!("../../../docker/swarm-task/Dockerfil
 pub const TASK_SCRIPT: &str = include_str!("task.sh");
 /// Where the layer puts the busybox and the wrapper.
 const HELPER_DIR: &str = "/.phalanx";
+/// The mode of the `/results` and `/tmp` mount points the layer lays over the image's. A
+/// swarm tmpfs takes the mode of the image's directory under it, not the mount's `Mode`
+/// (measured: over a 0755 `/results` it came up 0755 root, unwritable for the suite's user,
+/// with Mode 01777 asked), so the layer makes both world-writable with the sticky bit, as
+/// the Docker backend's result volume is.
+const MOUNT_POINT_MODE: u32 = 0o1777;
 
 /// The image holding the run's copy of the target, named after its "volume".
 pub fn target_image(volume: &str) -> String {
@@ -94,13 +100,19 @@ pub fn dockerfile(req: &LayerRequest) -> String {
     ];
     entrypoint.extend(req.entrypoint.iter().cloned());
     let json = |v: &[String]| serde_json::to_string(v).expect("strings always serialise");
+    // Everything the layer adds is put together in a scratch stage and copied in one go:
+    // each instruction that changes files commits a layer, and on this engine's storage
+    // driver (fuse-overlayfs, diffed naively) a commit walks the whole image, which made a
+    // five-step layer over a big scanner image take about 20 s.
     let mut text = format!(
         "FROM {task} AS phalanx-task\n\
          FROM {target} AS phalanx-target\n\
-         FROM {suite}\n\
+         FROM scratch AS phalanx-files\n\
+         COPY files/ /\n\
          COPY --from=phalanx-task /bin/busybox {HELPER_DIR}/busybox\n\
-         COPY task.sh {HELPER_DIR}/task.sh\n\
          COPY --from=phalanx-target / {TARGET_DIR}/\n\
+         FROM {suite}\n\
+         COPY --from=phalanx-files / /\n\
          ENTRYPOINT {entrypoint}\n",
         task = TASK_IMAGE,
         target = req.target_image,
@@ -127,36 +139,66 @@ fn label_instruction(labels: &HashMap<String, String>) -> String {
     format!("LABEL {}", body.join(" "))
 }
 
-/// Builds the layer on the manager's engine (the helper image first, when missing). The
+/// Builds the layer on the manager's engine, the helper image first when missing. The
 /// build's output goes to `log`.
 pub async fn build(docker: &Docker, req: &LayerRequest, log: &Path) -> Result<(), EngineError> {
-    let staged = stage(req).map_err(|e| EngineError::Build {
+    ensure_task_image(docker, log).await?;
+    let context = context_tar(req).map_err(|e| EngineError::Build {
         image: req.tag.clone(),
+        message: format!("cannot pack the build context: {e}"),
+        log: log.to_path_buf(),
+    })?;
+    base::build_from_tar(docker, context, &req.tag, log).await
+}
+
+/// [`TASK_IMAGE`], built from its embedded Dockerfile (over the base image) when missing.
+async fn ensure_task_image(docker: &Docker, log: &Path) -> Result<(), EngineError> {
+    if docker.inspect_image(TASK_IMAGE).await.is_ok() {
+        return Ok(());
+    }
+    let staged = stage_helper().map_err(|e| EngineError::Build {
+        image: TASK_IMAGE.to_string(),
         message: format!("cannot stage the build context: {e}"),
         log: log.to_path_buf(),
     })?;
-    base::build_image(docker, &staged.layer, &req.tag, log).await
+    base::build_image(docker, staged.path(), TASK_IMAGE, log).await
 }
 
-/// The context folders: `layer/` (Dockerfile, task.sh) beside `swarm-task/`, so the build
-/// makes [`TASK_IMAGE`] from its sibling folder when the engine lacks it.
-struct Staged {
-    _dir: tempfile::TempDir,
-    layer: PathBuf,
-}
-
-fn stage(req: &LayerRequest) -> std::io::Result<Staged> {
+fn stage_helper() -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
-        .prefix("phalanx-layer-")
+        .prefix("phalanx-swarm-task-")
         .tempdir()?;
-    let layer = dir.path().join("layer");
-    let helper = dir.path().join("swarm-task");
-    std::fs::create_dir(&layer)?;
-    std::fs::create_dir(&helper)?;
-    std::fs::write(layer.join("Dockerfile"), dockerfile(req))?;
-    std::fs::write(layer.join("task.sh"), TASK_SCRIPT)?;
-    std::fs::write(helper.join("Dockerfile"), TASK_DOCKERFILE)?;
-    Ok(Staged { _dir: dir, layer })
+    std::fs::write(dir.path().join("Dockerfile"), TASK_DOCKERFILE)?;
+    Ok(dir)
+}
+
+/// The layer's context, packed here so the mount points keep their mode: `Dockerfile`,
+/// and under `files/` what the layer adds (`.phalanx/task.sh`, `results/`, `tmp/`).
+fn context_tar(req: &LayerRequest) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, mode: u32, body: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_mtime(0);
+        if path.ends_with('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+        } else {
+            header.set_size(body.len() as u64);
+        }
+        tar.append_data(&mut header, path, body)
+    };
+    add("Dockerfile", 0o644, dockerfile(req).as_bytes())?;
+    add("files/", 0o755, b"")?;
+    add(&format!("files{HELPER_DIR}/"), 0o755, b"")?;
+    add(
+        &format!("files{HELPER_DIR}/task.sh"),
+        0o644,
+        TASK_SCRIPT.as_bytes(),
+    )?;
+    add("files/results/", MOUNT_POINT_MODE, b"")?;
+    add("files/tmp/", MOUNT_POINT_MODE, b"")?;
+    tar.into_inner()
 }
 
 /// Pushes `tag` to its registry (the part before the first `/`).
@@ -199,6 +241,9 @@ mod tests {
         ));
         assert!(text.contains(r#"CMD ["run \"quoted\""]"#), "{text}");
         assert!(text.contains("COPY --from=phalanx-target / /target/"));
+        // One copy into the suite's image: one commit over it.
+        let after_suite = text.split("FROM phalanx/bandit:2\n").nth(1).unwrap();
+        assert_eq!(after_suite.matches("COPY").count(), 1, "{text}");
         assert!(text.contains(r#"LABEL "phalanx.run"="abc""#));
         assert!(text.starts_with("FROM phalanx/swarm-task:1 AS phalanx-task\n"));
     }

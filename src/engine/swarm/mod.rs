@@ -566,7 +566,7 @@ impl Engine for SwarmEngine {
                 None => {}
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 
