@@ -13,7 +13,7 @@ use support::{Rootfs, Workspace, build_probe, unique};
 
 /// What the image has at `/results`.
 #[derive(Clone, Copy, Debug)]
-enum Layout {
+pub(crate) enum Layout {
     /// Empty, mode 1777, root-owned.
     WorldWritable,
     /// Empty, mode 0755, owned by 10001:10001.
@@ -36,7 +36,7 @@ impl Layout {
 }
 
 /// The probe binary in an image with `/results` laid out as asked; imported once per tag.
-async fn image(layout: Layout) -> String {
+pub(crate) async fn image(layout: Layout) -> String {
     let binary = tokio::fs::read(build_probe().await).await.unwrap();
     let image = format!(
         "phalanx-test/perf-results:{}-{}",

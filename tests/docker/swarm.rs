@@ -330,3 +330,49 @@ async fn service_of_suite(suite: &str) -> Option<String> {
     }
     None
 }
+
+#[tokio::test]
+async fn results_are_writable_and_fresh_whatever_the_image_has_at_results() {
+    use crate::perf_results_dir::{Layout, image};
+    if !swarm_ready().await {
+        return;
+    }
+    task_image().await;
+    let ws = Workspace::new();
+    ws.project(ALLOW_ALL_GAPS);
+    let mut names = Vec::new();
+    for layout in [
+        Layout::WorldWritable,
+        Layout::OwnedBy10001,
+        Layout::Missing,
+        Layout::Stale,
+    ] {
+        let name = unique("layout");
+        let image = image(layout).await;
+        ws.suite(
+            &name,
+            &format!(
+                "image = {image:?}\n\
+                 command = [\"/probe\", \"write\", \"/results/out/found.txt\", \"written\"]\n\
+                 [policy]\nuser = \"10001:10001\"\n"
+            ),
+        );
+        names.push((layout, name));
+    }
+
+    let run = run_on_swarm(&ws, &["--jobs", "4"]).await;
+
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (layout, name) in &names {
+        let results = ws.reports_dir().join("results").join(name);
+        assert_eq!(
+            read(&results.join("out/found.txt")),
+            "written",
+            "{layout:?}"
+        );
+        assert!(
+            !results.join("stale.txt").exists(),
+            "{layout:?}: what the image shipped in /results passed for a result"
+        );
+    }
+}
