@@ -14,6 +14,9 @@
 use base64::Engine as _;
 use bytes::Bytes;
 
+/// Longest line kept inside a frame (the wrapper's are 76 characters).
+const MAX_FRAME_LINE: usize = 64 * 1024;
+
 /// What the deframer hands on, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -167,6 +170,12 @@ impl Deframer {
             self.decode_line(&line);
         }
         self.pending.drain(..start);
+        // A frame's lines are short; an endless one (a tool that found the nonce and
+        // forged a frame) must not grow without bound here.
+        if self.pending.len() > MAX_FRAME_LINE {
+            self.corrupt = true;
+            self.pending.clear();
+        }
     }
 
     fn decode_line(&mut self, line: &[u8]) {
@@ -293,6 +302,18 @@ mod tests {
     fn garbage_inside_the_frame_is_corrupt() {
         let stream = format!("\n{NONCE} begin\n!!!not base64!!!\n{NONCE} end 0\n");
         assert_eq!(run(stream.as_bytes(), 4, 1 << 20).1, Framed::Corrupt);
+    }
+
+    #[test]
+    fn an_endless_line_inside_a_frame_is_corrupt_and_not_kept() {
+        let mut d = Deframer::new(NONCE, 1 << 20);
+        d.push(format!("\n{NONCE} begin\n").as_bytes());
+        for _ in 0..100 {
+            d.push(&[b'A'; 4096]);
+        }
+        assert!(d.pending.len() <= MAX_FRAME_LINE);
+        d.push(format!("\n{NONCE} end 0\n").as_bytes());
+        assert_eq!(d.into_framed(Some(0)), Framed::Corrupt);
     }
 
     #[test]
