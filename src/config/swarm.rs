@@ -399,7 +399,7 @@ mod tests {
             "[swarm]\nallow_gaps = [\"memory-swap\", \"no-new-privilege\"]\n",
             2,
             "swarm.allow_gaps",
-            "one of `no-new-privileges`, `memory-swap`, found \"no-new-privilege\"; did you mean `no-new-privileges`?",
+            "one of `no-new-privileges`, `memory-swap`, `network-none`, found \"no-new-privilege\"; did you mean `no-new-privileges`?",
         );
         project_error(
             "[swarm]\nallow_gaps = [\"seccomp\"]\n",

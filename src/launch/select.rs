@@ -285,7 +285,7 @@ mod tests {
         let refused = select(&all, &wanted, None, Backend::Swarm(&strict)).unwrap();
         assert!(refused.suites.is_empty());
         let a = refused.invalid.iter().find(|i| i.name == "a").unwrap();
-        assert_eq!(a.errors.len(), 2, "one per gap: {:?}", a.errors);
+        assert_eq!(a.errors.len(), 3, "one per gap: {:?}", a.errors);
         for (error, gap) in a.errors.iter().zip(PolicyGap::ALL) {
             assert!(
                 error.starts_with("suites/test.toml: ")
