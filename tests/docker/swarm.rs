@@ -360,9 +360,36 @@ async fn results_are_writable_and_fresh_whatever_the_image_has_at_results() {
         names.push((layout, name));
     }
 
+    // Links travel in the frame as links, for the extractor to refuse as on Docker.
+    let links = unique("links");
+    let steps = [
+        "write",
+        "/results/report.txt",
+        "kept",
+        "--",
+        "symlink",
+        "/etc/passwd",
+        "/results/passwd",
+        "--",
+        "symlink",
+        "../../../../etc",
+        "/results/up",
+    ];
+    ws.suite(&links, &probe_suite(&probe_image().await, &steps, ""));
+
     let run = run_on_swarm(&ws, &["--jobs", "4"]).await;
 
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let linked = ws.reports_dir().join(format!("results/{links}"));
+    assert_eq!(read(&linked.join("report.txt")), "kept");
+    let warnings = run.suite(&links)["result_warnings"].to_string();
+    for refused in ["passwd", "up"] {
+        assert!(
+            std::fs::symlink_metadata(linked.join(refused)).is_err(),
+            "{refused} came back"
+        );
+        assert!(warnings.contains(refused), "{warnings}");
+    }
     for (layout, name) in &names {
         let results = ws.reports_dir().join("results").join(name);
         assert_eq!(
