@@ -61,7 +61,11 @@ fn timings_enabled() -> bool {
 }
 
 /// Runs `fut`, printing how long it took when [`TIMINGS_ENV`] is set.
-async fn timed<T>(step: &str, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn timed<T>(
+    step: &str,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
     if !timings_enabled() {
         return fut.await;
     }

@@ -114,8 +114,10 @@ async fn outcomes_match_the_docker_backend() {
     let ws = Workspace::new();
     ws.project(ALLOW_ALL_GAPS);
     ws.target_file("README", "the target");
-    let [pass, fail, slow, missing, writer, nowhere] =
-        ["pass", "fail", "slow", "missing", "writer", "nowhere"].map(unique);
+    let [pass, fail, slow, missing, writer, nowhere, oom, bomb] = [
+        "pass", "fail", "slow", "missing", "writer", "nowhere", "oom", "forkbomb",
+    ]
+    .map(unique);
     ws.suite(&pass, &probe_suite(&image, &["print", "all good"], ""));
     ws.suite(
         &fail,
@@ -151,7 +153,20 @@ async fn outcomes_match_the_docker_backend() {
     let unplaceable = "timeout = \"3s\"\nplacement = [\"node.labels.phalanx.test.absent == yes\"]";
     ws.suite(&nowhere, &probe_suite(&image, &["exit", "0"], unplaceable));
 
-    let run = run_on_swarm(&ws, &["--jobs", "6"]).await;
+    ws.suite(
+        &oom,
+        &probe_suite(&image, &["alloc", "512m"], "[policy]\nmemory = \"64m\""),
+    );
+    ws.suite(
+        &bomb,
+        &probe_suite(
+            &image,
+            &["forkbomb"],
+            "timeout = \"60s\"\n[policy]\npids = 64",
+        ),
+    );
+
+    let run = run_on_swarm(&ws, &["--jobs", "8"]).await;
 
     // An error (the missing image) makes the run untrustworthy, as on Docker.
     assert_eq!(run.code, 3, "{}", run.stderr);
@@ -166,6 +181,15 @@ async fn outcomes_match_the_docker_backend() {
         run.reason(&missing)
     );
     assert_eq!(run.outcome(&writer), "passed", "{}", run.reason(&writer));
+    // Out of memory: an error saying so, not a bare exit 137, as on Docker.
+    assert_eq!(run.outcome(&oom), "error", "{}", run.suite(&oom));
+    assert!(
+        run.reason(&oom).contains("out of memory"),
+        "{}",
+        run.reason(&oom)
+    );
+    // The pids limit held: the bomb gave up and failed, it did not time out.
+    assert_eq!(run.outcome(&bomb), "failed", "{}", run.suite(&bomb));
     // No node meets its constraint: it waits, times out, and its log says why.
     assert_eq!(run.outcome(&nowhere), "timed-out");
 

@@ -22,8 +22,9 @@ const MAX_FRAME_LINE: usize = 64 * 1024;
 pub enum Piece {
     /// The tool's own stdout.
     Output(Bytes),
-    /// The frame ended: the wrapper packed `/results` with this exit status (0: all of it).
-    Ended { tar_status: i32 },
+    /// The frame ended: the wrapper packed `/results` with this exit status (0: all of it),
+    /// and the task's memory cgroup had counted this many OOM kills.
+    Ended { tar_status: i32, oom_kills: u64 },
 }
 
 /// Splits stdout into the tool's output and the framed results tar.
@@ -156,14 +157,17 @@ impl Deframer {
         while let Some(nl) = self.pending[start..].iter().position(|&b| b == b'\n') {
             let line = &self.pending[start..start + nl];
             start += nl + 1;
-            if let Some(status) = line.strip_prefix(self.end.as_slice()) {
-                let tar_status = std::str::from_utf8(status)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(-1);
+            if let Some(rest) = line.strip_prefix(self.end.as_slice()) {
+                let text = String::from_utf8_lossy(rest);
+                let mut fields = text.split_whitespace();
+                let tar_status = fields.next().and_then(|s| s.parse().ok()).unwrap_or(-1);
+                let oom_kills = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
                 self.state = State::Done;
                 self.pending.clear();
-                out.push(Piece::Ended { tar_status });
+                out.push(Piece::Ended {
+                    tar_status,
+                    oom_kills,
+                });
                 return;
             }
             let line = line.to_vec();
@@ -246,7 +250,7 @@ mod tests {
             for piece in d.push(chunk) {
                 match piece {
                     Piece::Output(b) => output.extend_from_slice(&b),
-                    Piece::Ended { tar_status } => status = Some(tar_status),
+                    Piece::Ended { tar_status, .. } => status = Some(tar_status),
                 }
             }
         }
@@ -296,6 +300,19 @@ mod tests {
         assert_eq!(frame, Framed::TooLarge { limit: 9_999 });
         let (_, frame) = run(&framed(b"", &tar, 0), 100, 10_000);
         assert_eq!(frame, Framed::Tar(tar));
+    }
+
+    #[test]
+    fn the_end_line_carries_the_oom_kills() {
+        let mut d = Deframer::new(NONCE, 1 << 20);
+        let pieces = d.push(format!("\n{NONCE} begin\n{NONCE} end 0 2\n").as_bytes());
+        assert_eq!(
+            pieces,
+            [Piece::Ended {
+                tar_status: 0,
+                oom_kills: 2
+            }]
+        );
     }
 
     #[test]

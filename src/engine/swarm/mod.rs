@@ -38,7 +38,7 @@ use tokio::time::Instant;
 pub use gaps::PolicyGap;
 
 use self::frame::{Deframer, Framed, Piece};
-use super::docker::DockerEngine;
+use super::docker::{DockerEngine, timed};
 use super::orphans::{OWNER_LABEL, orphaned};
 use super::{
     ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RUN_LABEL,
@@ -59,8 +59,11 @@ pub struct SwarmSettings {
 }
 
 /// How long a task's log is still read after the task ended without the frame's end line
-/// (killed, never started), for output on its way from the node.
+/// (killed, never started), for output on its way from the node: until it has been quiet
+/// this long, and at least [`FRAME_WAIT`] after the end. The wrapper always ends with the
+/// frame unless it was killed, and a remote node's log can lag behind its task's state.
 const DRAIN: Duration = Duration::from_secs(2);
+const FRAME_WAIT: Duration = Duration::from_secs(10);
 /// After a stop, how long past the grace period the log is still read.
 const STOP_SLACK: Duration = Duration::from_secs(3);
 /// The grace period every task is created with: the longest the runner ever asks for.
@@ -74,8 +77,10 @@ const NETWORK_REMOVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Running,
-    /// The task is over; output may still be on its way.
-    Ended,
+    /// The task is over (seen then); output may still be on its way.
+    Ended {
+        at: Instant,
+    },
     /// The service was removed; the task has until then to finish.
     Stopping {
         until: Instant,
@@ -94,7 +99,7 @@ struct Attempt {
     own_network: bool,
     phase: watch::Sender<Phase>,
     /// Set by the log reader when the stream is over.
-    framed: watch::Sender<Option<Arc<Framed>>>,
+    sent: watch::Sender<Option<Arc<Sent>>>,
     /// The last state seen by `wait`, for the wait after a stop and for the log.
     last: Mutex<Option<TaskSeen>>,
     /// The service's task ids, looked up before a stop removes it (and with it the way to
@@ -111,6 +116,14 @@ struct TaskSeen {
 }
 
 type Layer = tokio::sync::OnceCell<Result<String, String>>;
+
+/// What the wrapper sent back after the tool, once the log is over.
+#[derive(Debug)]
+struct Sent {
+    framed: Framed,
+    /// The task's memory cgroup counted an OOM kill.
+    oom_killed: bool,
+}
 
 /// The run's copy of the target, as an image, and the run's labels.
 #[derive(Debug, Clone)]
@@ -323,7 +336,7 @@ impl SwarmEngine {
     async fn task_of(&self, name: &str) -> Result<Option<TaskSeen>, EngineError> {
         let filters = HashMap::from([("service".to_string(), vec![name.to_string()])]);
         let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
-        let tasks = match self.docker.list_tasks(Some(opts)).await {
+        let tasks = match timed("task-list", name, self.docker.list_tasks(Some(opts))).await {
             Ok(tasks) => tasks,
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(EngineError::api("task list", e)),
@@ -490,7 +503,7 @@ impl Engine for SwarmEngine {
             network,
             own_network,
             phase: watch::Sender::new(Phase::Running),
-            framed: watch::Sender::new(None),
+            sent: watch::Sender::new(None),
             last: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         };
@@ -504,8 +517,8 @@ impl Engine for SwarmEngine {
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         let attempt = self.attempt(id)?;
         if attempt.own_network {
-            self.create_network(&attempt.network, true, &attempt.spec.labels)
-                .await?;
+            let made = self.create_network(&attempt.network, true, &attempt.spec.labels);
+            timed("network-create", id, made).await?;
         }
         let plan = spec::TaskPlan {
             spec: &attempt.spec,
@@ -516,8 +529,8 @@ impl Engine for SwarmEngine {
             constraints: self.constraints(&attempt.spec),
             grace: GRACE,
         };
-        self.docker
-            .create_service(spec::service_spec(&plan), None)
+        let created = self.docker.create_service(spec::service_spec(&plan), None);
+        timed("service-create", id, created)
             .await
             .map(|_| ())
             .map_err(|e| EngineError::api("service create", e))
@@ -545,11 +558,14 @@ impl Engine for SwarmEngine {
                         attempt.phase.send_if_modified(|phase| {
                             let running = *phase == Phase::Running;
                             if running {
-                                *phase = Phase::Ended;
+                                *phase = Phase::Ended { at: Instant::now() };
                             }
                             running
                         });
-                        return ended;
+                        return match ended {
+                            Ok(status) => Ok(with_oom(&attempt, status).await),
+                            Err(e) => Err(e),
+                        };
                     }
                 }
                 // Removed (by a stop): what was last seen is all there is.
@@ -590,8 +606,10 @@ impl Engine for SwarmEngine {
         path: &str,
     ) -> Result<Option<BoxStream<'static, Result<Bytes, EngineError>>>, EngineError> {
         let attempt = self.attempt(id)?;
-        let framed = read_framed(&attempt).await?;
-        let tar = match &*framed {
+        let sent = read_sent(&attempt, Duration::from_secs(30))
+            .await
+            .ok_or_else(|| EngineError::api("result download", "the task's log was never read"))?;
+        let tar = match &sent.framed {
             Framed::Tar(tar) => tar,
             other => return Err(EngineError::api("result download", framed_problem(other))),
         };
@@ -685,22 +703,31 @@ impl Engine for SwarmEngine {
     }
 }
 
-/// What the log reader found in the frame. The runner reads the whole log before it
-/// downloads, so this only waits when it did not.
-async fn read_framed(attempt: &Attempt) -> Result<Arc<Framed>, EngineError> {
-    let mut framed = attempt.framed.subscribe();
-    let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        framed
-            .wait_for(|f| f.is_some())
+/// What the log reader found after the tool, waiting up to `within` for the log to end.
+/// The runner reads the whole log before it downloads, so a download only waits when it
+/// did not; `wait` waits for it when the tool was killed, to learn whether by OOM.
+async fn read_sent(attempt: &Attempt, within: Duration) -> Option<Arc<Sent>> {
+    let mut sent = attempt.sent.subscribe();
+    let waited = tokio::time::timeout(within, async {
+        sent.wait_for(|f| f.is_some())
             .await
             .ok()
             .and_then(|f| f.clone())
     })
     .await;
-    waited
-        .ok()
-        .flatten()
-        .ok_or_else(|| EngineError::api("result download", "the task's log was never read"))
+    waited.ok().flatten()
+}
+
+/// `status`, with `oom_killed` from what the wrapper counted when the tool died of a
+/// signal: the task state has no OOM flag, the task's memory cgroup does.
+async fn with_oom(attempt: &Attempt, mut status: ExitStatus) -> ExitStatus {
+    if status.code > 128 {
+        let within = FRAME_WAIT + DRAIN + Duration::from_secs(5);
+        if let Some(sent) = read_sent(attempt, within).await {
+            status.oom_killed = sent.oom_killed;
+        }
+    }
+    status
 }
 
 /// What a task in this state ended with, or `None` while it is not over.
@@ -777,12 +804,13 @@ async fn follow(
     let mut deframer = Deframer::new(&attempt.nonce, MAX_TAR);
     let mut phase = attempt.phase.subscribe();
     let mut tar_status = None;
+    let mut oom_kills = 0;
     let mut heard = Instant::now();
     let mut output_seen = false;
     while !deframer.done() {
         let deadline = match *phase.borrow_and_update() {
             Phase::Running => None,
-            Phase::Ended => Some(heard + DRAIN),
+            Phase::Ended { at } => Some((heard + DRAIN).max(at + FRAME_WAIT)),
             Phase::Stopping { until } => Some(until),
         };
         let sleep = async {
@@ -814,7 +842,13 @@ async fn follow(
                             output_seen = true;
                             let _ = tx.send(Ok(LogChunk::Stdout(bytes))).await;
                         }
-                        Piece::Ended { tar_status: status } => tar_status = Some(status),
+                        Piece::Ended {
+                            tar_status: status,
+                            oom_kills: kills,
+                        } => {
+                            tar_status = Some(status);
+                            oom_kills = kills;
+                        }
                     }
                 }
             }
@@ -840,9 +874,10 @@ async fn follow(
         let note = format!("phalanx: the swarm task was {}: {}\n", seen.state, seen.why);
         let _ = tx.send(Ok(LogChunk::Stderr(Bytes::from(note)))).await;
     }
-    attempt
-        .framed
-        .send_replace(Some(Arc::new(deframer.into_framed(tar_status))));
+    attempt.sent.send_replace(Some(Arc::new(Sent {
+        framed: deframer.into_framed(tar_status),
+        oom_killed: oom_kills > 0,
+    })));
 }
 
 /// The ids of service `name`'s tasks, while the service exists.

@@ -27,8 +27,17 @@ trap '' TERM INT
 # Whatever the tool left running must not write into the frame or into /results now
 # (the shell's own kill: -1 spares only the caller).
 kill -KILL -1 2>/dev/null
+# How many processes the memory limit killed (cgroup v2, else v1): the swarm's task
+# state cannot say, and a tool killed that way must end as out of memory, as on Docker.
+oom=0
+for events in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+    if [ -r "$events" ]; then
+        oom=$($bb awk '$1 == "oom_kill" { print $2 }' "$events")
+        break
+    fi
+done
 set -o pipefail
 printf '\n%s begin\n' "$nonce"
 cd / && $bb tar -c results 2>/dev/null | $bb base64
-printf '%s end %s\n' "$nonce" "$?"
+printf '%s end %s %s\n' "$nonce" "$?" "${oom:-0}"
 exit "$code"
