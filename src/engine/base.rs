@@ -127,13 +127,7 @@ pub async fn build_image(
         let message = format!("cannot pack the build context {}: {e}", context.display());
         build_error(tag, message, log)
     })?;
-    let options = BuildImageOptionsBuilder::default()
-        .dockerfile("Dockerfile")
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .labels(&HashMap::from([("phalanx.built-by", "phalanx")]))
-        .build();
+    let options = build_options(tag);
     let docker = docker.clone().with_timeout(LONG_TIMEOUT);
     let stream = docker.build_image(
         options,
@@ -141,6 +135,18 @@ pub async fn build_image(
         Some(body_try_stream(file_chunks(tar.into()))),
     );
     drive_build(stream, tag, log).await
+}
+
+/// How every image Phalanx builds is built: intermediate containers removed, labelled as
+/// Phalanx's.
+fn build_options(tag: &str) -> bollard::query_parameters::BuildImageOptions {
+    BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .labels(&HashMap::from([("phalanx.built-by", "phalanx")]))
+        .build()
 }
 
 /// Builds `tag` from a build context already packed as a tar (its `Dockerfile` at the top),
@@ -152,13 +158,7 @@ pub async fn build_from_tar(
     tag: &str,
     log: &Path,
 ) -> Result<(), EngineError> {
-    let options = BuildImageOptionsBuilder::default()
-        .dockerfile("Dockerfile")
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .labels(&HashMap::from([("phalanx.built-by", "phalanx")]))
-        .build();
+    let options = build_options(tag);
     let docker = docker.clone().with_timeout(LONG_TIMEOUT);
     let stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     drive_build(stream, tag, log).await

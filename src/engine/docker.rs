@@ -98,7 +98,7 @@ pub struct DockerEngine {
     results_on_host: Mutex<HashMap<String, PathBuf>>,
     /// Removals still under way: [`Engine::remove`] returns at once so the suite's slot is
     /// free for the next one; [`Engine::remove_labelled`] waits for all of them.
-    removals: Mutex<tokio::task::JoinSet<()>>,
+    removals: super::removals::Removals,
     /// The internal network for `network = "target"` suites, per run id.
     target_networks: tokio::sync::Mutex<HashMap<String, String>>,
 }
@@ -374,16 +374,7 @@ impl DockerEngine {
                 let _ = timed("volume-remove", &volume, removed).await;
             }
         };
-        let mut removals = self.removals.lock().unwrap();
-        // Reap what has finished, so a long run does not keep every finished task.
-        while removals.try_join_next().is_some() {}
-        removals.spawn(task);
-    }
-
-    /// Waits for every removal started so far.
-    async fn finish_removals(&self) {
-        let pending = std::mem::take(&mut *self.removals.lock().unwrap());
-        pending.join_all().await;
+        self.removals.spawn(task);
     }
 
     async fn target_network(
@@ -439,14 +430,6 @@ impl DockerEngine {
     async fn remove_volume(&self, name: &str) {
         let opts = RemoveVolumeOptionsBuilder::default().force(true).build();
         let _ = self.docker.remove_volume(name, Some(opts)).await;
-    }
-
-    fn label_filter(run_id: Option<&str>) -> HashMap<String, Vec<String>> {
-        let value = match run_id {
-            Some(id) => format!("{RUN_LABEL}={id}"),
-            None => RUN_LABEL.to_string(),
-        };
-        HashMap::from([("label".to_string(), vec![value])])
     }
 }
 
@@ -680,8 +663,8 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {
-        self.finish_removals().await;
-        let filters = Self::label_filter(run_id);
+        self.removals.finish().await;
+        let filters = label_filter(run_id);
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -972,7 +955,16 @@ fn results_dir_tar() -> Bytes {
     )
 }
 
-fn is_not_found(e: &BollardError) -> bool {
+/// The filter for objects labelled [`RUN_LABEL`] (`=run_id` when given).
+pub(crate) fn label_filter(run_id: Option<&str>) -> HashMap<String, Vec<String>> {
+    let value = match run_id {
+        Some(id) => format!("{RUN_LABEL}={id}"),
+        None => RUN_LABEL.to_string(),
+    };
+    HashMap::from([("label".to_string(), vec![value])])
+}
+
+pub(crate) fn is_not_found(e: &BollardError) -> bool {
     matches!(
         e,
         BollardError::DockerResponseServerError {

@@ -8,6 +8,7 @@ pub mod lost;
 pub mod masks;
 pub mod memory;
 pub mod orphans;
+pub mod removals;
 pub mod swarm;
 
 use std::collections::HashMap;

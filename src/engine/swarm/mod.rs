@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::errors::Error as BollardError;
 use bollard::models::{NetworkCreateRequest, TaskState};
 use bollard::query_parameters::{
     ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder,
@@ -38,7 +37,7 @@ use tokio::time::Instant;
 pub use gaps::PolicyGap;
 
 use self::frame::{Deframer, Framed, Piece};
-use super::docker::{DockerEngine, timed};
+use super::docker::{DockerEngine, is_not_found, label_filter, timed};
 use super::orphans::{OWNER_LABEL, orphaned};
 use super::{
     ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RUN_LABEL,
@@ -149,7 +148,7 @@ pub struct SwarmEngine {
     target: Mutex<Option<RunTarget>>,
     /// The egress network per run id.
     egress: tokio::sync::Mutex<HashMap<String, String>>,
-    removals: Mutex<tokio::task::JoinSet<()>>,
+    removals: crate::engine::removals::Removals,
 }
 
 impl SwarmEngine {
@@ -369,14 +368,7 @@ impl SwarmEngine {
                 remove_network_patiently(&docker, &attempt.network).await;
             }
         };
-        let mut removals = self.removals.lock().unwrap();
-        while removals.try_join_next().is_some() {}
-        removals.spawn(task);
-    }
-
-    async fn finish_removals(&self) {
-        let pending = std::mem::take(&mut *self.removals.lock().unwrap());
-        pending.join_all().await;
+        self.removals.spawn(task);
     }
 
     /// Removes the services `keep` does not keep among those labelled [`RUN_LABEL`]
@@ -631,7 +623,7 @@ impl Engine for SwarmEngine {
     }
 
     async fn remove_labelled(&self, run_id: Option<&str>) -> Result<usize, EngineError> {
-        self.finish_removals().await;
+        self.removals.finish().await;
         let removed = self.remove_swarm_objects(run_id, |_| false).await?;
         if let Some(run_id) = run_id {
             self.egress.lock().await.remove(run_id);
@@ -950,22 +942,4 @@ fn run_labels(labels: &HashMap<String, String>) -> HashMap<String, String> {
         .filter(|(k, _)| *k == RUN_LABEL || *k == OWNER_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-fn label_filter(run_id: Option<&str>) -> HashMap<String, Vec<String>> {
-    let value = match run_id {
-        Some(id) => format!("{RUN_LABEL}={id}"),
-        None => RUN_LABEL.to_string(),
-    };
-    HashMap::from([("label".to_string(), vec![value])])
-}
-
-fn is_not_found(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
