@@ -388,11 +388,7 @@ impl DockerEngine {
         }
         let name = format!("phalanx-{run_id}-target");
         // The run's labels only: the network outlives the suite or service that made it.
-        let labels: HashMap<String, String> = labels
-            .iter()
-            .filter(|(k, _)| *k == RUN_LABEL || *k == super::orphans::OWNER_LABEL)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let labels = super::orphans::run_labels(labels);
         self.docker
             .create_network(NetworkCreateRequest {
                 name: name.clone(),

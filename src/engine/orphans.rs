@@ -115,6 +115,16 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// The run's and owner's labels only, of a suite's `labels`: for what outlives one suite
+/// (a run's network or image), so that it is removed with the run, or as an orphan.
+pub fn run_labels(labels: &HashMap<String, String>) -> HashMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| *k == super::RUN_LABEL || *k == OWNER_LABEL)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Whether an object with these labels belongs to a Phalanx process of this host that is gone.
 pub fn orphaned(labels: Option<&HashMap<String, String>>) -> bool {
     labels

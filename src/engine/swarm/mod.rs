@@ -38,7 +38,7 @@ pub use gaps::PolicyGap;
 
 use self::frame::{Deframer, Framed, Piece};
 use super::docker::{DockerEngine, is_not_found, label_filter, timed};
-use super::orphans::{OWNER_LABEL, orphaned};
+use super::orphans::{orphaned, run_labels};
 use super::{
     ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RUN_LABEL,
     Readiness, ReadyProbe, ServiceSpec, TargetView,
@@ -933,13 +933,4 @@ async fn remove_network_patiently(docker: &Docker, name: &str) {
             Err(_) => return,
         }
     }
-}
-
-/// The run's and owner's labels only: what outlives one suite (images, networks).
-fn run_labels(labels: &HashMap<String, String>) -> HashMap<String, String> {
-    labels
-        .iter()
-        .filter(|(k, _)| *k == RUN_LABEL || *k == OWNER_LABEL)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
