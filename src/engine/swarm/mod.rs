@@ -69,6 +69,8 @@ const STOP_SLACK: Duration = Duration::from_secs(3);
 const GRACE: Duration = Duration::from_secs(5);
 /// The most bytes of framed tar kept: the extractor's cap plus room for tar headers.
 const MAX_TAR: usize = (spec::RESULTS_BYTES as usize) + (64 << 20);
+/// Most characters of a swarm message kept for errors and the log.
+const WHY_MAX: usize = 300;
 /// How long a per-task network removal is retried while its task is still going away.
 const NETWORK_REMOVAL: Duration = Duration::from_secs(30);
 
@@ -350,7 +352,8 @@ impl SwarmEngine {
             .unwrap_or_default();
         Ok(Some(TaskSeen {
             state: status.state.unwrap_or(TaskState::NEW),
-            why: one_line(&why),
+            // One short line: it goes into errors and the log.
+            why: crate::report::text::one_line(&why, WHY_MAX),
             exit_code: status.container_status.and_then(|c| c.exit_code),
         }))
     }
@@ -748,18 +751,6 @@ fn ending(seen: &TaskSeen) -> Option<Result<ExitStatus, EngineError>> {
             )))
         }
         _ => None,
-    }
-}
-
-/// A swarm message as one short line (it goes into errors and the log).
-fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match flat.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
     }
 }
 
