@@ -55,7 +55,7 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framed {
     /// The tar of `/results`.
-    Tar(Vec<u8>),
+    Tar(Bytes),
     /// No frame came: the wrapper never got that far (killed, never started).
     Missing,
     /// The frame began but did not end.
@@ -120,7 +120,7 @@ impl Deframer {
                 limit: self.max_tar,
             },
             _ if self.corrupt => Framed::Corrupt,
-            (State::Done, Some(0)) => Framed::Tar(self.tar),
+            (State::Done, Some(0)) => Framed::Tar(Bytes::from(self.tar)),
             (State::Done, Some(status)) => Framed::PackFailed { status },
         }
     }
@@ -272,7 +272,7 @@ mod tests {
                 output, b"line one\nno newline at the end",
                 "chunk size {size}"
             );
-            assert_eq!(frame, Framed::Tar(tar.clone()), "chunk size {size}");
+            assert_eq!(frame, Framed::Tar(tar.clone().into()), "chunk size {size}");
         }
     }
 
@@ -299,7 +299,7 @@ mod tests {
         let (_, frame) = run(&framed(b"", &tar, 0), 100, 9_999);
         assert_eq!(frame, Framed::TooLarge { limit: 9_999 });
         let (_, frame) = run(&framed(b"", &tar, 0), 100, 10_000);
-        assert_eq!(frame, Framed::Tar(tar));
+        assert_eq!(frame, Framed::Tar(tar.into()));
     }
 
     #[test]

@@ -40,8 +40,8 @@ use self::frame::{Deframer, Framed, Piece};
 use super::docker::{DockerEngine, is_not_found, label_filter, timed};
 use super::orphans::{orphaned, run_labels};
 use super::{
-    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RUN_LABEL,
-    Readiness, ReadyProbe, ServiceSpec, TargetView,
+    ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, LogChunk, ProbeFile, RESULTS_DIR,
+    RUN_LABEL, Readiness, ReadyProbe, ServiceSpec, TargetView,
 };
 use crate::config::{NetworkMode, Suite};
 
@@ -605,16 +605,22 @@ impl Engine for SwarmEngine {
             .await
             .ok_or_else(|| EngineError::api("result download", "the task's log was never read"))?;
         let tar = match &sent.framed {
-            Framed::Tar(tar) => tar,
+            Framed::Tar(tar) => tar.clone(),
             other => return Err(EngineError::api("result download", framed_problem(other))),
         };
-        let path = path.to_string();
-        let tar = tar.clone();
-        let subset = tokio::task::spawn_blocking(move || results::subset(&tar, &path))
-            .await
-            .map_err(|e| EngineError::api("result download", e))?
-            .map_err(|e| EngineError::api("result download", format!("the framed tar: {e}")))?;
-        Ok(subset.map(|tar| stream::once(async { Ok(Bytes::from(tar)) }).boxed()))
+        // The wrapper packs `/results` as the archive API would send it: the whole of it
+        // needs no cutting (and no copy of up to the result cap).
+        let subset = if path.trim_end_matches('/') == RESULTS_DIR {
+            Some(tar)
+        } else {
+            let path = path.to_string();
+            tokio::task::spawn_blocking(move || results::subset(&tar, &path))
+                .await
+                .map_err(|e| EngineError::api("result download", e))?
+                .map_err(|e| EngineError::api("result download", format!("the framed tar: {e}")))?
+                .map(Bytes::from)
+        };
+        Ok(subset.map(|tar| stream::once(async { Ok(tar) }).boxed()))
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
