@@ -136,7 +136,9 @@ async fn outcomes_match_the_docker_backend() {
         "sleep",
         "600",
     ];
-    ws.suite(&slow, &probe_suite(&image, &stuck, "timeout = \"2s\""));
+    // Long enough for a loaded 2-core swarm to start the task before it times out: the
+    // timeout counts from the service's creation, and the log must show it ran.
+    ws.suite(&slow, &probe_suite(&image, &stuck, "timeout = \"10s\""));
     ws.suite(
         &missing,
         &probe_suite("phalanx-test/absent:1", &["exit", "0"], ""),
